@@ -1,0 +1,219 @@
+"""Readers for the three dataset formats; every problem is collected and raised once.
+
+- index folder: images/, masks/ (single-channel class indices), classes.json, optional splits/*.txt
+- colour folder: images/, masks/ (RGB colour masks) and a colour -> class map from the config
+- NPZ: one (N, 2, H, W) array of image/mask pairs (grayscale)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from segtune.data.errors import DataError
+from segtune.data.segmentation_data import SegmentationData, default_palette
+from segtune.data.synthetic import make_synthetic
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+SPLIT_FILES = ("train", "val", "test")
+
+
+def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
+                 colour_map: dict[str, int] | None = None, ignore_index: int | None = 255,
+                 resize: tuple[int, int] | None = None) -> SegmentationData:
+    """Read `path` (a folder, an .npz file, or "synthetic") into memory, resized to `resize` (H, W)."""
+    if str(path) == "synthetic":
+        return make_synthetic()
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DataError(str(root), [(str(root), "does not exist; pass a dataset folder, an .npz file or 'synthetic'")])
+    if root.suffix == ".npz":
+        return _read_npz(root, classes, ignore_index, resize)
+    if not root.is_dir():
+        raise DataError(str(root), [(str(root), "is neither a folder nor an .npz file")])
+    if colour_map:
+        return _read_folder(root, classes, _parse_colour_map(colour_map, root), ignore_index, resize)
+    return _read_folder(root, classes, None, ignore_index, resize)
+
+
+def _parse_colour_map(colour_map: dict[str, int], root: Path) -> dict[tuple[int, int, int], int]:
+    parsed, problems = {}, []
+    for key, value in colour_map.items():
+        try:
+            rgb = tuple(int(v) for v in str(key).replace(" ", "").split(","))
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+            parsed[rgb] = int(value)
+        except ValueError:
+            problems.append(("colour_map", f"key {key!r} is not 'R,G,B' with values 0-255"))
+    if problems:
+        raise DataError(str(root), problems)
+    return parsed
+
+
+def _read_classes(root: Path, classes, colour_map, ignore_index):
+    """Class names and ignore index: classes.json when present, else the config."""
+    spec = root / "classes.json"
+    palette = ()
+    if spec.exists():
+        info = json.loads(spec.read_text())
+        names = tuple(info["names"])
+        if "ignore_index" in info:
+            ignore_index = info["ignore_index"]
+        colours = info.get("palette_rgb_for_display") or info.get("source_palette_rgb") or {}
+        if all(n in colours for n in names):
+            palette = tuple(tuple(_first_colour(colours[n])) for n in names)
+    elif classes:
+        names = tuple(classes)
+    elif colour_map:
+        names = tuple(f"class_{i}" for i in range(max(colour_map.values()) + 1))
+    else:
+        raise DataError(str(root), [(str(spec), "missing; add classes.json ({\"names\": [...]}) or set `classes` in the config")])
+    return names, ignore_index, palette or default_palette(len(names))
+
+
+def _first_colour(value):
+    return value[0] if isinstance(value[0], list) else value
+
+
+def _read_folder(root, classes, colour_map, ignore_index, resize) -> SegmentationData:
+    image_dir, mask_dir = root / "images", root / "masks"
+    problems = [(str(d), "folder missing") for d in (image_dir, mask_dir) if not d.is_dir()]
+    if problems:
+        raise DataError(str(root), problems)
+    names, ignore_index, palette = _read_classes(root, classes, colour_map, ignore_index)
+    image_files = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    mask_files = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not image_files:
+        raise DataError(str(root), [(str(image_dir), "holds no images (png, jpg, tif, bmp)")])
+    problems += [(str(image_files[s]), "missing mask: no file with this name in masks/") for s in image_files if s not in mask_files]
+    problems += [(str(mask_files[s]), "mask has no image in images/") for s in mask_files if s not in image_files]
+    images, masks, ids = [], [], []
+    for stem in sorted(set(image_files) & set(mask_files)):
+        pair = _read_pair(image_files[stem], mask_files[stem], len(names), colour_map, ignore_index, resize, problems)
+        if pair is not None:
+            images.append(pair[0]), masks.append(pair[1]), ids.append(stem)
+    _check_channels(images, ids, image_files, problems)
+    if problems:
+        raise DataError(str(root), problems)
+    return SegmentationData(images, masks, ids, names, ignore_index, palette,
+                            _read_splits(root, set(ids)), str(root))
+
+
+def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, resize, problems):
+    try:
+        image = _to_hwc(np.asarray(Image.open(image_path)))
+        mask = np.asarray(Image.open(mask_path))
+    except (UnidentifiedImageError, OSError) as error:
+        problems.append((str(image_path), f"unreadable: {error}"))
+        return None
+    if image.shape[:2] != mask.shape[:2]:
+        problems.append((str(mask_path), f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's {image.shape[1]}x{image.shape[0]}"))
+        return None
+    if colour_map is not None:
+        mask = _colours_to_indices(mask, colour_map, mask_path, problems)
+    elif mask.ndim != 2:
+        problems.append((str(mask_path), f"has {mask.shape[2]} channels; index masks are single-channel (or set colour_map for colour masks)"))
+        return None
+    if mask is None or not _check_indices(mask, num_classes, ignore_index, mask_path, problems):
+        return None
+    return _resize(image, mask.astype(np.uint8), resize)
+
+
+def _to_hwc(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    if image.dtype != np.uint8:
+        image = np.clip(image / max(float(image.max()), 1.0) * 255.0, 0, 255).astype(np.uint8)
+    return image
+
+
+def _colours_to_indices(mask, colour_map, mask_path, problems):
+    if mask.ndim != 3:
+        problems.append((str(mask_path), "is single-channel but colour_map expects RGB colour masks"))
+        return None
+    packed = (mask[..., 0].astype(np.int64) << 16) | (mask[..., 1].astype(np.int64) << 8) | mask[..., 2]
+    lookup = {(r << 16) | (g << 8) | b: c for (r, g, b), c in colour_map.items()}
+    colours, inverse = np.unique(packed, return_inverse=True)
+    unknown = [c for c in colours if int(c) not in lookup]
+    if unknown:
+        shown = ", ".join(f"({c >> 16},{(c >> 8) & 255},{c & 255})" for c in unknown[:5])
+        problems.append((str(mask_path), f"colour(s) not in colour_map: {shown}; add them to colour_map"))
+        return None
+    return np.array([lookup[int(c)] for c in colours], dtype=np.uint8)[inverse].reshape(packed.shape)
+
+
+def _check_indices(mask, num_classes, ignore_index, where, problems) -> bool:
+    values = np.unique(mask)
+    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    if bad:
+        problems.append((str(where), f"class index {bad[:5]} out of range 0..{num_classes - 1}"
+                         + (f" (ignore index {ignore_index})" if ignore_index is not None else "")))
+        return False
+    return True
+
+
+def _check_channels(images, ids, files, problems):
+    channels = {im.shape[2] for im in images}
+    if len(channels) > 1:
+        majority = max(channels, key=lambda c: sum(im.shape[2] == c for im in images))
+        problems += [(str(files[i]), f"has {im.shape[2]} channels, most images have {majority}")
+                     for i, im in zip(ids, images) if im.shape[2] != majority]
+
+
+def _resize(image, mask, size):
+    if size is None or image.shape[:2] == tuple(size):
+        return image, mask
+    height, width = size
+    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
+    image = _to_hwc(np.asarray(pil.resize((width, height), Image.BILINEAR)))
+    mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
+    return image, mask
+
+
+def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
+    splits = {}
+    for name in SPLIT_FILES:
+        path = root / "splits" / f"{name}.txt"
+        if path.exists():
+            listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            missing = [i for i in listed if i not in ids]
+            if missing:
+                raise DataError(str(root), [(str(path), f"lists {len(missing)} id(s) with no image/mask pair, e.g. {missing[:3]}")])
+            splits[name] = listed
+    return splits
+
+
+def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
+    try:
+        archive = np.load(path)
+    except (OSError, ValueError) as error:
+        raise DataError(str(path), [(str(path), f"unreadable npz: {error}")]) from error
+    arrays = {k: archive[k] for k in archive.files}
+    pairs = [k for k, a in arrays.items() if a.ndim == 4 and a.shape[1] == 2]
+    if not pairs:
+        shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items()) or "no arrays"
+        raise DataError(str(path), [(str(path), f"needs one (N, 2, H, W) image/mask array; found {shapes}")])
+    stack = arrays[pairs[0]]
+    raw_masks = stack[:, 1]
+    if not np.allclose(raw_masks, np.round(raw_masks)):
+        raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "mask channel holds non-integer values")])
+    masks = raw_masks.round().astype(np.int64)
+    names = tuple(classes) if classes else tuple(
+        f"class_{i}" for i in range(int(masks[masks != (ignore_index if ignore_index is not None else -1)].max()) + 1))
+    problems = []
+    images, out_masks, ids = [], [], []
+    scale = 255.0 if stack[:, 0].max() <= 1.0 and np.issubdtype(stack.dtype, np.floating) else 1.0
+    for i in range(len(stack)):
+        if _check_indices(masks[i], len(names), ignore_index, f"{path}[{i}]", problems):
+            image = np.clip(stack[i, 0] * scale, 0, 255).astype(np.uint8)[:, :, None]
+            image, mask = _resize(image, masks[i].astype(np.uint8), resize)
+            images.append(image), out_masks.append(mask), ids.append(f"{i:05d}")
+    if problems:
+        raise DataError(str(path), problems)
+    return SegmentationData(images, out_masks, ids, names, ignore_index, default_palette(len(names)), {}, str(path))

@@ -1,0 +1,29 @@
+"""Metric and tag names shared by the trainable, the scheduler, MLflow and ensembles.
+
+Import these constants instead of spelling the strings, so a name cannot drift between stages.
+"""
+
+VAL_MIOU = "val_miou"
+"""Mean IoU over the validation split from one confusion matrix; the search objective."""
+VAL_LOSS = "val_loss"
+TRAIN_LOSS = "train_loss"
+VAL_PIXEL_ACCURACY = "val_pixel_accuracy"
+VAL_IOU_PREFIX = "val_iou_"
+"""Per-class IoU is reported as val_iou_<class name>."""
+EPOCH = "epoch"
+BEST_VAL_MIOU = "best_val_miou"
+"""Best val_miou over the epochs reported so far by one trial."""
+LR = "lr"
+
+OBJECTIVE = VAL_MIOU
+OBJECTIVE_MODE = "max"
+
+TAG_OUTCOME = "segtune.outcome"
+"""Child-run tag: completed | stopped_early | failed | interrupted."""
+TAG_TRIAL_ID = "segtune.trial_id"
+TAG_SEARCH = "segtune.search"
+TAG_ERROR = "segtune.error"
+
+
+def class_iou_name(class_name: str) -> str:
+    return f"{VAL_IOU_PREFIX}{class_name}"

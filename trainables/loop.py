@@ -1,0 +1,59 @@
+"""One training epoch and one evaluation pass, on plain torch objects (no Ray), so pytest runs them."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from segtune import metrics, names
+from trainables.config import TrialConfig
+from trainables.model import predict_logits
+
+
+def train_epoch(model, loader, loss_fn, optimizer, device, max_steps: int | None = None) -> float:
+    """Mean training loss over the epoch; a non-finite loss stops the trial with the reason."""
+    model.train()
+    total, steps = 0.0, 0
+    for step, (images, masks) in enumerate(loader):
+        if max_steps is not None and step >= max_steps:
+            break
+        images, masks = images.to(device), masks.to(device)
+        loss = loss_fn(model(images), masks)
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, steps = total + loss.item(), steps + 1
+    return total / max(steps, 1)
+
+
+@torch.no_grad()
+def evaluate(model, loader, loss_fn, cfg: TrialConfig, device) -> dict[str, float]:
+    """Validation loss and metrics from one confusion matrix over the whole split."""
+    model.eval()
+    matrix = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.long)
+    loss_sum, pixels = 0.0, 0
+    for images, masks in loader:
+        images, masks = images.to(device), masks.to(device)
+        logits = predict_logits(model, images)
+        valid = int((masks != cfg.ignore_index).sum())
+        loss_sum += loss_fn(logits, masks).item() * valid
+        pixels += valid
+        matrix += metrics.confusion_matrix(masks, logits.argmax(1), cfg.num_classes, cfg.ignore_index).cpu()
+    return summarise(matrix.numpy(), cfg, loss_sum / max(pixels, 1))
+
+
+def summarise(matrix: np.ndarray, cfg: TrialConfig, val_loss: float) -> dict[str, float]:
+    ious = metrics.iou_per_class(matrix)
+    result = {
+        names.VAL_MIOU: metrics.mean_iou(matrix, cfg.exclude_from_mean),
+        names.VAL_PIXEL_ACCURACY: metrics.pixel_accuracy(matrix),
+        names.VAL_LOSS: float(val_loss),
+    }
+    class_names = cfg.class_names or tuple(str(c) for c in range(cfg.num_classes))
+    for class_name, iou in zip(class_names, ious):
+        result[names.class_iou_name(class_name)] = float(np.nan_to_num(iou, nan=0.0))
+    return result

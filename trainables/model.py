@@ -1,0 +1,52 @@
+"""Build an smp model from a TrialConfig, offline by default, and predict on images of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import segmentation_models_pytorch as smp
+import torch
+import torch.nn.functional as F
+
+from trainables.config import TrialConfig
+
+_LIST_DECODERS = {"Unet", "UnetPlusPlus", "MAnet"}
+PAD_MULTIPLE = 32
+"""Inputs are padded to a multiple of 32: enough for every architecture at depth <= 5."""
+
+
+def decoder_channels(depth: int) -> tuple[int, ...]:
+    """One decoder width per encoder stage, halving towards the output: depth 3 -> (64, 32, 16)."""
+    return tuple(16 * 2 ** (depth - 1 - i) for i in range(depth))
+
+
+def build_model(cfg: TrialConfig) -> torch.nn.Module:
+    kwargs = dict(encoder_name=cfg.encoder, encoder_depth=cfg.encoder_depth, encoder_weights=None,
+                  in_channels=cfg.in_channels, classes=cfg.num_classes)
+    if cfg.architecture in _LIST_DECODERS:
+        kwargs["decoder_channels"] = decoder_channels(cfg.encoder_depth)
+    model = smp.create_model(cfg.architecture, **kwargs)
+    if cfg.encoder_weights:
+        load_encoder_weights(model, cfg.encoder_weights)
+    return model
+
+
+def load_encoder_weights(model: torch.nn.Module, path: str) -> None:
+    """Load a local encoder state dict (no hub download); a mismatch names the file and the keys."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise FileNotFoundError(f"encoder_weights: {file} is not a file; pass a local state-dict (.pt/.pth) or null")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    state = {k.removeprefix("encoder."): v for k, v in state.items()}
+    result = model.encoder.load_state_dict(state, strict=False)
+    if result.missing_keys:
+        raise ValueError(f"encoder_weights: {file} lacks {len(result.missing_keys)} encoder key(s), "
+                         f"e.g. {result.missing_keys[:3]}; was it saved from the same encoder?")
+
+
+def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Logits for images of any size: reflect-pad to a multiple of 32, predict, crop back."""
+    height, width = images.shape[-2:]
+    pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
+    padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
+    return model(padded)[..., :height, :width]
