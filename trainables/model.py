@@ -26,9 +26,21 @@ def build_model(cfg: TrialConfig) -> torch.nn.Module:
     if cfg.architecture in _LIST_DECODERS:
         kwargs["decoder_channels"] = decoder_channels(cfg.encoder_depth)
     model = smp.create_model(cfg.architecture, **kwargs)
+    _check_output_size(model, cfg)
     if cfg.encoder_weights:
         load_encoder_weights(model, cfg.encoder_weights)
     return model
+
+
+def _check_output_size(model: torch.nn.Module, cfg: TrialConfig) -> None:
+    """Some smp architecture/depth pairs build but return maps of another size; refuse them."""
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, cfg.in_channels, 64, 64))
+    model.train()
+    if out.shape[-2:] != (64, 64):
+        raise ValueError(f"{cfg.architecture} with encoder {cfg.encoder} at encoder_depth {cfg.encoder_depth} "
+                         f"returns {tuple(out.shape[-2:])} maps for 64x64 input; use another depth or architecture")
 
 
 def load_encoder_weights(model: torch.nn.Module, path: str) -> None:

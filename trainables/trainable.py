@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 from ray import tune
@@ -24,13 +25,31 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def train_segmentation(config: dict, data: SegmentationData, splits: dict[str, list[str]], fixed: dict) -> None:
+    """Ray's entry: typed config from the sampled dict, resume from Tune's checkpoint, report each epoch."""
     overlap = sorted(set(config) & set(fixed))
     if overlap:
         raise KeyError(f"parameters {overlap} are both searched and fixed; remove them from one")
     cfg = TrialConfig.from_dict({**fixed, **config})
+    checkpoint = tune.get_checkpoint()
+    state = None
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+    run_trial(cfg, data, splits, _report_to_tune, state)
+
+
+def _report_to_tune(result: dict, state: dict) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[str]],
+              report: Callable[[dict, dict], None], state: dict | None = None) -> None:
+    """build -> resume -> epoch loop -> report(metrics, checkpoint state); no Ray needed."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model, optimizer, loss_fn = build_training(cfg, device)
-    start_epoch, best = resume(tune.get_checkpoint(), model, optimizer)
+    start_epoch, best = resume(state, model, optimizer)
     train_set = CropDataset(data, splits["train"], cfg.crop, cfg.mean, cfg.std, cfg.seed, cfg.ignore_index)
     val_loader = DataLoader(WholeImageDataset(data, splits["val"], cfg.mean, cfg.std),
                             batch_size=1, num_workers=cfg.num_workers)
@@ -43,9 +62,7 @@ def train_segmentation(config: dict, data: SegmentationData, splits: dict[str, l
         best = max(best, result[names.VAL_MIOU])
         result.update({names.EPOCH: epoch, names.TRAIN_LOSS: train_loss, names.BEST_VAL_MIOU: best,
                        names.LR: optimizer.param_groups[0]["lr"]})
-        with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(Path(folder) / CHECKPOINT_FILE, model, optimizer, epoch, best, cfg)
-            tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        report(result, checkpoint_state(model, optimizer, epoch, best, cfg))
 
 
 def build_training(cfg: TrialConfig, device: torch.device):
@@ -61,18 +78,16 @@ def build_training(cfg: TrialConfig, device: torch.device):
     return model, optimizer, build_loss(cfg.loss, cfg.ignore_index, cfg.class_weights)
 
 
-def save_checkpoint(path: Path, model, optimizer, epoch: int, best: float, cfg: TrialConfig) -> None:
+def checkpoint_state(model, optimizer, epoch: int, best: float, cfg: TrialConfig) -> dict:
     """A checkpoint rebuilds itself: weights, optimizer, epoch and the TrialConfig that made them."""
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                "best_val_miou": best, "trial_config": cfg.to_dict()}, path)
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            "best_val_miou": best, "trial_config": cfg.to_dict()}
 
 
-def resume(checkpoint: tune.Checkpoint | None, model, optimizer) -> tuple[int, float]:
-    """Load the last checkpoint after a restart; returns (first epoch to run, best mIoU so far)."""
-    if checkpoint is None:
+def resume(state: dict | None, model, optimizer) -> tuple[int, float]:
+    """Load a checkpoint state after a restart; returns (first epoch to run, best mIoU so far)."""
+    if state is None:
         return 1, 0.0
-    with checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     return state["epoch"] + 1, state["best_val_miou"]

@@ -1,0 +1,153 @@
+"""SearchConfig: the one frozen description of a search, from a YAML file plus CLI overrides.
+
+    cfg = load_config("spaces/configs/cwfid.yaml", {"num_samples": 12})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from spaces import SPACES
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    # data
+    data: str = "synthetic"
+    """Dataset: a folder (images/ + masks/), an .npz of (N, 2, H, W) pairs, or 'synthetic'."""
+    classes: tuple[str, ...] | None = None
+    """Class names in index order, when the data has no classes.json (colour folders, NPZ)."""
+    colour_map: dict[str, int] | None = None
+    """For RGB colour masks: 'R,G,B' -> class index; several colours may map to one class."""
+    ignore_index: int | None = 255
+    """Mask value that is not scored (classes.json overrides it); null if every pixel is labelled."""
+    resize: tuple[int, int] | None = None
+    """Resize every image to (H, W) when it is read; null keeps the original size."""
+    crop: tuple[int, int] = (64, 64)
+    """Random training crop (H, W); validation scores whole images."""
+    val_fraction: float = 0.15
+    """Share of images for validation when the dataset has no val split."""
+    test_fraction: float = 0.15
+    """Share of images held out for the final test when the dataset has no test split."""
+    exclude_from_mean: tuple[str, ...] = ()
+    """Class names reported per class but left out of the mIoU mean (e.g. background)."""
+    # search
+    space: str = "default"
+    """Search space name from spaces/."""
+    num_samples: int = 10
+    """Number of trials."""
+    time_budget_s: float | None = None
+    """Stop starting and running trials after this many seconds; null for no limit."""
+    max_epochs: int = 6
+    """Epochs a trial may run (ASHA's max_t)."""
+    grace_period: int = 1
+    """Epochs every trial runs before ASHA may stop it."""
+    reduction_factor: int = 2
+    """ASHA keeps 1/reduction_factor of trials at each rung."""
+    n_startup_trials: int = 4
+    """Random trials before TPE proposes; must be below num_samples."""
+    max_concurrent_trials: int = 2
+    """Trials running at once; small so TPE learns from finished rungs."""
+    steps_per_epoch: int | None = None
+    """Batches per epoch; null for one pass over the training split."""
+    cpus_per_trial: float = 1
+    """CPUs reserved per trial."""
+    gpus_per_trial: float = 0
+    """GPU fraction per trial (e.g. 0.25 packs four trials on a GPU)."""
+    num_workers: int = 0
+    """DataLoader workers per trial."""
+    max_failures: int = 0
+    """Retries of a trial that crashed (a node lost); a failing trial never stops the search."""
+    encoder_weights: str | None = None
+    """Local encoder state-dict file; null trains from scratch (nothing is downloaded)."""
+    seed: int = 0
+    """Seed for splits, the sampler and every trial."""
+    # outputs
+    name: str | None = None
+    """Experiment name: the results folder and the MLflow parent run; null makes segtune-<space>-<time>."""
+    storage_path: str = "segtune_results"
+    """Folder (or shared path) for trials and checkpoints."""
+    tracking_uri: str = "sqlite:///mlflow.db"
+    """MLflow tracking URI: a local database by default, or http://host:5000."""
+    mlflow_experiment: str = "segtune"
+    """MLflow experiment holding the search's parent run."""
+    ray_address: str | None = None
+    """Ray cluster address ('auto' on a cluster head); null starts a local Ray."""
+
+    def __post_init__(self):
+        def need(ok: bool, option: str, message: str):
+            if not ok:
+                raise ValueError(f"option {option}: {message}")
+        need(self.space in SPACES, "space", f"{self.space!r} is not one of {sorted(SPACES)}")
+        need(self.num_samples >= 1, "num_samples", "must be >= 1")
+        need(0 <= self.n_startup_trials < self.num_samples or self.num_samples == 1, "n_startup_trials",
+             f"{self.n_startup_trials} must be below num_samples ({self.num_samples}) or TPE never proposes")
+        need(1 <= self.grace_period <= self.max_epochs, "grace_period", "must be between 1 and max_epochs")
+        need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        need(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
+        need(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1, "val_fraction/test_fraction", "must be in [0, 1)")
+        need(len(self.crop) == 2 and min(self.crop) >= 32 and all(c % 32 == 0 for c in self.crop), "crop",
+             f"{self.crop} must be [H, W], each a multiple of 32")
+        need(self.resize is None or len(self.resize) == 2, "resize", "must be [H, W] or null")
+        need(self.gpus_per_trial == 0 or (1 / self.gpus_per_trial).is_integer() or self.gpus_per_trial >= 1,
+             "gpus_per_trial", "use a fraction whose inverse is a whole number (0.5, 0.25) so trials pack evenly")
+        need(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
+
+    def to_dict(self) -> dict:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def field_docs() -> dict[str, str]:
+    """Each option's one-line docstring, read from this file (for --help and the README)."""
+    import ast
+    tree = ast.parse(Path(__file__).read_text())
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "SearchConfig").body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = after.value.value
+    return docs
+
+
+def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig:
+    """Read a YAML file with yaml.safe_load, then apply overrides; unknown keys are refused."""
+    values = {}
+    if path:
+        file = Path(path)
+        if not file.is_file():
+            raise FileNotFoundError(f"--config {file}: no such file")
+        values = yaml.safe_load(file.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {file}: expected a mapping of option: value")
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name: f for f in dataclasses.fields(SearchConfig)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}{' in ' + str(path) if path else ''}; valid: {sorted(known)}")
+    hints = typing.get_type_hints(SearchConfig)
+    return SearchConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
+
+
+def _coerce(name, value, hint):
+    if value is None:
+        return None
+    args = typing.get_args(hint)
+    if tuple in (typing.get_origin(hint), *[typing.get_origin(a) for a in args]):
+        inner = next((typing.get_args(a)[0] for a in (hint, *args) if typing.get_origin(a) is tuple), str)
+        if isinstance(value, str):  # "256x192" or "256,192" for sizes; "a,b,c" for names
+            value = [v.strip() for v in (value.replace("x", ",") if inner is int else value).split(",") if v.strip()]
+        return tuple(inner(v) for v in value)
+    return value
+
+
+def save_config(cfg: SearchConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))

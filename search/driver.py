@@ -1,0 +1,165 @@
+"""Drive one search: data -> splits -> Ray Tune (Optuna TPE + ASHA) -> MLflow -> leaderboard.
+
+    from search import load_config, run_search
+    outcome = run_search(load_config("my.yaml"))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+
+from segtune import names
+from segtune.data import load_dataset, make_splits
+from segtune.paths import ExperimentPaths, experiment_paths
+from segtune.tracking import MlflowTrialCallback, Tracker
+from search.config import SearchConfig, load_config, save_config
+from search.fixed import fixed_trial_params
+from search.progress import ProgressLine, format_leaderboard
+from search.report import leaderboard_rows, write_reports
+from search.searcher import AshaAwareOptunaSearch, build_sampler
+from spaces import get_space
+from trainables import train_segmentation
+
+
+@dataclass
+class SearchOutcome:
+    paths: ExperimentPaths
+    leaderboard: list[dict]
+    parent_run_id: str
+    results: tune.ResultGrid
+    searcher: AshaAwareOptunaSearch | None
+
+    @property
+    def best(self) -> dict | None:
+        return self.leaderboard[0] if self.leaderboard else None
+
+
+def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
+    cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)))
+    paths = experiment_paths(cfg.storage_path, cfg.name)
+    if resume:
+        cfg, splits = _resume_inputs(paths)
+    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
+                        ignore_index=cfg.ignore_index, resize=cfg.resize)
+    if not resume:
+        if paths.config.exists():
+            raise FileExistsError(f"experiment {paths.root} exists; pass --resume to continue it or choose another --name")
+        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    fixed = fixed_trial_params(cfg, data, splits)
+    paths.create()
+    save_config(cfg, paths.config)
+    paths.splits.write_text(json.dumps(splits, indent=1))
+    print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
+          f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
+
+    tracker = Tracker(cfg.tracking_uri, cfg.mlflow_experiment)
+    parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
+                                     paths.parent_run.read_text().strip() if resume and paths.parent_run.exists() else None)
+    paths.parent_run.write_text(parent_id)
+    _start_ray(cfg)
+    trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
+                                    {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    try:
+        tuner = _restore_tuner(paths, trainable) if resume else _build_tuner(cfg, paths, trainable, tracker, fixed)
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        tracker.close_open_children()
+        tracker.finish_parent("KILLED")
+        print(f"\ninterrupted; continue with: python search/run.py --resume --name {cfg.name} --storage-path {cfg.storage_path}")
+        raise
+    searcher = load_searcher(paths, cfg.max_epochs)
+    tracker.close_open_children()
+    rows = leaderboard_rows(results, cfg.max_epochs)
+    write_reports(paths, rows, results, searcher, data, splits, tracker)
+    tracker.finish_parent("FINISHED")
+    _print_summary(cfg, paths, rows)
+    return SearchOutcome(paths, rows, parent_id, results, searcher)
+
+
+def _timestamped(space: str) -> str:
+    return f"segtune-{space}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_experiment(storage_path: str) -> str:
+    """The most recently started experiment under storage_path, for a bare --resume."""
+    root = experiment_paths(storage_path, "_").root.parent
+    found = sorted(root.glob("*/segtune/search_config.yaml"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FileNotFoundError(f"--resume: no segtune experiment under {root}; pass --storage-path and --name")
+    return found[-1].parent.parent.name
+
+
+def _start_ray(cfg: SearchConfig) -> None:
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if cfg.ray_address:
+        ray.init(address=cfg.ray_address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _build_tuner(cfg, paths, trainable, tracker, fixed) -> tune.Tuner:
+    # metric and mode go to the searcher and the scheduler: Ray does not pass TuneConfig's on
+    # to a searcher built with a define-by-run space.
+    objective = {"metric": names.OBJECTIVE, "mode": names.OBJECTIVE_MODE}
+    searcher = AshaAwareOptunaSearch(space=get_space(cfg.space), sampler=build_sampler(cfg.seed, cfg.n_startup_trials),
+                                     max_epochs=cfg.max_epochs, **objective)
+    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                              reduction_factor=cfg.reduction_factor, **objective)
+    return tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=searcher,
+                                    scheduler=scheduler, num_samples=cfg.num_samples, time_budget_s=cfg.time_budget_s,
+                                    max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True,
+                                    trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
+        run_config=tune.RunConfig(
+            name=cfg.name, storage_path=str(paths.root.parent), verbose=0,
+            callbacks=[MlflowTrialCallback(tracker, fixed, cfg.max_epochs), ProgressLine(cfg.num_samples, cfg.max_epochs)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=names.OBJECTIVE,
+                                                    checkpoint_score_order=names.OBJECTIVE_MODE),
+            failure_config=tune.FailureConfig(max_failures=cfg.max_failures)))
+
+
+def _restore_tuner(paths: ExperimentPaths, trainable) -> tune.Tuner:
+    if not tune.Tuner.can_restore(str(paths.root)):
+        raise FileNotFoundError(f"--resume: no Ray Tune experiment state in {paths.root}")
+    return tune.Tuner.restore(str(paths.root), trainable=trainable, resume_unfinished=True, resume_errored=False)
+
+
+def _resume_inputs(paths: ExperimentPaths):
+    """A resumed search uses the config and splits it was started with, never new ones."""
+    if not paths.config.exists():
+        raise FileNotFoundError(f"--resume: {paths.config} not found; is --name/--storage-path the interrupted search's?")
+    return load_config(str(paths.config)), json.loads(paths.splits.read_text())
+
+
+def load_searcher(paths: ExperimentPaths, max_epochs: int) -> AshaAwareOptunaSearch | None:
+    """The searcher as Ray saved it in the experiment folder (its Optuna study included)."""
+    searcher = AshaAwareOptunaSearch(max_epochs=max_epochs)
+    try:
+        searcher.restore_from_dir(str(paths.root))
+    except (FileNotFoundError, RuntimeError):
+        return None
+    return searcher
+
+
+def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[dict]) -> None:
+    print("\n" + format_leaderboard(rows))
+    if rows and rows[0]["checkpoint"]:
+        best = rows[0]
+        print(f"\nbest trial {best['trial_id']}: val_miou {best['val_miou']:.4f} after {best['epochs']} epoch(s)")
+        print(f"best config: {json.dumps(best['params'])}")
+        print(f"best checkpoint: {Path(best['checkpoint']) / 'checkpoint.pt'}")
+    print(f"experiment folder: {paths.root}  (leaderboard, plots, config and splits in {paths.segtune})")
+    uri = cfg.tracking_uri
+    print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")
+          else f"browse in MLflow: open {uri}")

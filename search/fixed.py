@@ -1,0 +1,35 @@
+"""Trial settings fixed by the dataset and the search config rather than sampled."""
+
+from __future__ import annotations
+
+from segtune.data import SegmentationData, normalisation_stats
+from search.config import SearchConfig
+from trainables.class_weights import median_frequency_weights, pixel_counts
+
+INTERNAL_IGNORE = 255
+"""Padding label when a dataset labels every pixel: no class uses it, every loss skips it."""
+
+
+def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[str, list[str]]) -> dict:
+    unknown = [c for c in cfg.exclude_from_mean if c not in data.classes]
+    if unknown:
+        raise ValueError(f"option exclude_from_mean: {unknown} not among the classes {list(data.classes)}")
+    mean, std = normalisation_stats(data, splits["train"])
+    index = data.index_of()
+    counts = pixel_counts([data.masks[index[i]] for i in splits["train"]], data.num_classes)
+    return {
+        "in_channels": data.in_channels,
+        "num_classes": data.num_classes,
+        "class_names": list(data.classes),
+        "ignore_index": INTERNAL_IGNORE if data.ignore_index is None else data.ignore_index,
+        "exclude_from_mean": [data.classes.index(c) for c in cfg.exclude_from_mean],
+        "class_weights": median_frequency_weights(counts),
+        "mean": mean,
+        "std": std,
+        "crop": list(cfg.crop),
+        "max_epochs": cfg.max_epochs,
+        "steps_per_epoch": cfg.steps_per_epoch,
+        "encoder_weights": cfg.encoder_weights,
+        "num_workers": cfg.num_workers,
+        "seed": cfg.seed,
+    }

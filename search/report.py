@@ -1,0 +1,138 @@
+"""What a finished search leaves behind: leaderboard rows, a CSV, and pictures for the parent run."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import optuna
+import torch
+
+from segtune import names
+from segtune.data import SegmentationData
+from segtune.data.dataset import to_tensor
+from segtune.paths import ExperimentPaths
+from trainables import load_model, predict_logits
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
+
+OUTCOME_COLOURS = {"completed": "tab:blue", "stopped_early": "tab:orange", "failed": "tab:red"}
+
+
+def leaderboard_rows(results, max_epochs: int) -> list[dict]:
+    """One row per trial, best validation mIoU first; failed trials last."""
+    rows = []
+    for result in results:
+        frame = result.metrics_dataframe
+        has_scores = frame is not None and names.VAL_MIOU in frame
+        epochs = int(frame[names.EPOCH].max()) if has_scores else 0
+        outcome = "failed" if result.error else ("completed" if epochs >= max_epochs else "stopped_early")
+        best = result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE) if has_scores else None
+        rows.append({
+            "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
+            "outcome": outcome,
+            "epochs": epochs,
+            "val_miou": float(frame[names.VAL_MIOU].max()) if has_scores else float("nan"),
+            "params": dict(result.config or {}),
+            "checkpoint": best.path if best else None,
+            "error": str(result.error).strip().splitlines()[-1] if result.error else "",
+        })
+    return sorted(rows, key=lambda r: (r["outcome"] == "failed", -np.nan_to_num(r["val_miou"], nan=-1)))
+
+
+def write_reports(paths: ExperimentPaths, rows, results, searcher, data: SegmentationData, splits, tracker) -> None:
+    _write_csv(paths.leaderboard, rows)
+    plots = [plot_history(rows, paths.plot("optimisation_history"))]
+    if searcher is not None:
+        plots.append(plot_importances(searcher.study, paths.plot("parameter_importances")))
+    best = next((r for r in rows if r["checkpoint"]), None)
+    if best:
+        plots.append(plot_predictions(Path(best["checkpoint"]) / "checkpoint.pt", data, splits["val"][:4],
+                                      paths.plot("best_trial_predictions")))
+    for file in [paths.config, paths.splits, paths.leaderboard]:
+        tracker.log_artifact(str(file))
+    for plot in plots:
+        if plot is not None:
+            tracker.log_artifact(str(plot), "plots")
+    finished = [r for r in rows if r["outcome"] != "failed"]
+    tracker.log_summary({names.BEST_VAL_MIOU: finished[0]["val_miou"] if finished else 0.0,
+                         "trials_completed": sum(r["outcome"] == "completed" for r in rows),
+                         "trials_stopped_early": sum(r["outcome"] == "stopped_early" for r in rows),
+                         "trials_failed": sum(r["outcome"] == "failed" for r in rows)})
+
+
+def _write_csv(path: Path, rows) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["rank", "trial_id", "outcome", "epochs", names.VAL_MIOU, "checkpoint", "params", "error"])
+        for rank, row in enumerate(rows, 1):
+            writer.writerow([rank, row["trial_id"], row["outcome"], row["epochs"], f"{row['val_miou']:.5f}",
+                             row["checkpoint"] or "", json.dumps(row["params"]), row["error"]])
+
+
+def plot_history(rows, path: Path) -> Path:
+    ordered = sorted(rows, key=lambda r: r["trial_id"])
+    figure, axis = plt.subplots(figsize=(7, 4))
+    best_so_far = np.fmax.accumulate([np.nan_to_num(r["val_miou"]) for r in ordered]) if ordered else []
+    for number, row in enumerate(ordered):
+        axis.scatter(number, np.nan_to_num(row["val_miou"]), color=OUTCOME_COLOURS[row["outcome"]], s=30)
+    axis.step(range(len(ordered)), best_so_far, where="post", color="black", label="best so far")
+    for outcome, colour in OUTCOME_COLOURS.items():
+        axis.scatter([], [], color=colour, label=outcome.replace("_", " "))
+    axis.set(xlabel="trial (in order started)", ylabel="best val mIoU", title="Optimisation history")
+    axis.legend(loc="lower right", fontsize=8)
+    return _save(figure, path)
+
+
+def plot_importances(study: optuna.Study, path: Path) -> Path | None:
+    """fANOVA importances over finished and ASHA-stopped trials (the latter at their last score)."""
+    scored = []
+    for trial in study.trials:
+        value = trial.value if trial.state == optuna.trial.TrialState.COMPLETE else (
+            trial.intermediate_values[max(trial.intermediate_values)] if trial.intermediate_values else None)
+        if value is not None and trial.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED):
+            scored.append(optuna.trial.create_trial(params=trial.params, distributions=trial.distributions, value=value))
+    if len(scored) < 2:
+        return None
+    copy = optuna.create_study(direction="maximize")
+    copy.add_trials(scored)
+    try:
+        importances = optuna.importance.get_param_importances(copy, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    except (RuntimeError, ValueError):
+        return None
+    figure, axis = plt.subplots(figsize=(7, 0.4 * len(importances) + 1.2))
+    keys = list(importances)[::-1]
+    axis.barh(keys, [importances[k] for k in keys], color="tab:blue")
+    axis.set(xlabel="importance for val mIoU (fANOVA)", title="Parameter importances")
+    return _save(figure, path)
+
+
+@torch.no_grad()
+def plot_predictions(checkpoint_file: Path, data: SegmentationData, ids: list[str], path: Path) -> Path:
+    """Image, ground truth and the best trial's prediction side by side, for a few validation images."""
+    model, cfg = load_model(checkpoint_file)
+    palette = np.array(data.palette, dtype=np.uint8)
+    figure, axes = plt.subplots(len(ids), 3, figsize=(9, 3 * len(ids)), squeeze=False)
+    index = data.index_of()
+    for row, image_id in enumerate(ids):
+        image, mask = data.images[index[image_id]], data.masks[index[image_id]]
+        prediction = predict_logits(model, to_tensor(image, cfg.mean, cfg.std)[None]).argmax(1)[0].numpy()
+        shown_mask = np.where(mask < len(palette), mask, 0)
+        for column, (picture, title) in enumerate([(image.squeeze(), image_id), (palette[shown_mask], "ground truth"),
+                                                   (palette[prediction], "prediction")]):
+            axes[row, column].imshow(picture, cmap="gray" if picture.ndim == 2 else None)
+            axes[row, column].set_title(title, fontsize=9)
+            axes[row, column].axis("off")
+    return _save(figure, path)
+
+
+def _save(figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

@@ -1,0 +1,49 @@
+"""Optuna TPE behind Ray Tune, with ASHA-stopped trials told to Optuna as PRUNED.
+
+Ray's OptunaSearch tells Optuna that a trial ASHA stopped is COMPLETE with its last, early
+score, so TPE ranks an epoch-1 score against epoch-6 scores. Here a stopped trial is told
+PRUNED with its last score as an intermediate value (Ray does not pass the result that made
+ASHA stop a trial to the searcher), and TPE ranks a pruned trial by that value, below the
+trials that finished.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+from segtune import names
+
+
+def build_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # multivariate + group model the conditional spaces jointly; constant_liar keeps
+    # concurrent proposals apart while earlier trials are still running.
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
+                                      group=True, constant_liar=True)
+
+
+class AshaAwareOptunaSearch(OptunaSearch):
+    def __init__(self, *args, max_epochs: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        value = (result or {}).get(names.OBJECTIVE)
+        epoch = (result or {}).get(names.EPOCH, self.max_epochs)
+        if error or value is None or epoch >= self.max_epochs or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        step = int(result["training_iteration"])
+        if step not in self._ot_study.trials[ot_trial.number].intermediate_values:
+            ot_trial.report(value, step)
+        self._ot_study.tell(ot_trial, state=TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+    @property
+    def study(self) -> optuna.Study:
+        return self._ot_study

@@ -1,0 +1,21 @@
+"""The `segtune` command: `segtune search ...` is `python search/run.py ...`."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {"search": "search.run"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: segtune {" + ",".join(COMMANDS) + "} [options]\n  search   run a hyperparameter search "
+              "(segtune search --help)", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+    return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

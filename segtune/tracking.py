@@ -1,0 +1,161 @@
+"""The one module that talks to MLflow: a parent run per search, a nested child run per trial.
+
+Children are written by the driver (a Tune callback), not inside trials: a trial stopped by ASHA
+cannot close its own run, and only the driver needs to reach the tracking server.
+If the server cannot be reached, the search goes on; the failure is reported once.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import mlflow
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from segtune import names
+
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def _tolerant(method):
+    """Logging must never stop a search: the first failure is reported, later ones are quiet."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - any tracking failure is non-fatal by design
+            if not self.failed:
+                warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({error}); the search goes on "
+                              "and results stay in the experiment folder")
+            self.failed = True
+    return wrapper
+
+
+class Tracker:
+    """Parent and child runs of one search in one MLflow experiment."""
+
+    def __init__(self, tracking_uri: str, experiment: str):
+        self.tracking_uri, self.failed, self._client = tracking_uri, False, None
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.parent_id: str | None = None
+        self._children: dict[str, str] = {}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self):
+        # Ray pickles callbacks with the experiment state; a live store connection cannot travel.
+        return {**self.__dict__, "_client": None}
+
+    def start_parent(self, search_name: str, params: dict, resume_id: str | None = None) -> str:
+        if resume_id:
+            self.client.update_run(resume_id, status="RUNNING")
+            self.parent_id = resume_id
+        else:
+            run = self.client.create_run(self.experiment_id, run_name=search_name, tags={names.TAG_SEARCH: search_name})
+            self.parent_id = run.info.run_id
+            self.log_params(self.parent_id, params)
+        return self.parent_id
+
+    def log_params(self, run_id: str, params: dict) -> None:
+        for key, value in params.items():
+            self.client.log_param(run_id, key, str(value)[:6000])
+
+    @_tolerant
+    def child(self, trial_id: str, params: dict) -> str:
+        """The trial's child run, found again after a resume rather than created twice."""
+        if trial_id in self._children:
+            return self._children[trial_id]
+        found = self.client.search_runs(
+            [self.experiment_id],
+            f"tags.`{PARENT_TAG}` = '{self.parent_id}' and tags.`{names.TAG_TRIAL_ID}` = '{trial_id}'")
+        if found:
+            run_id = found[0].info.run_id
+            if found[0].info.status != "RUNNING":
+                self.client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
+                PARENT_TAG: self.parent_id, names.TAG_TRIAL_ID: trial_id}).info.run_id
+            self.log_params(run_id, params)
+        self._children[trial_id] = run_id
+        return run_id
+
+    @_tolerant
+    def log_epoch(self, trial_id: str, params: dict, result: dict) -> None:
+        run_id = self.child(trial_id, params)
+        step = int(result[names.EPOCH])
+        metrics = [mlflow.entities.Metric(k, float(v), 0, step) for k, v in result.items()
+                   if _is_metric(k, v)]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    @_tolerant
+    def close_child(self, trial_id: str, params: dict, outcome: str, error: str | None = None) -> None:
+        run_id = self.child(trial_id, params)
+        self.client.set_tag(run_id, names.TAG_OUTCOME, outcome)
+        if error:
+            self.client.set_tag(run_id, names.TAG_ERROR, error[-4000:])
+        status = {"completed": "FINISHED", "failed": "FAILED"}.get(outcome, "KILLED")
+        self.client.set_terminated(run_id, status)
+
+    @_tolerant
+    def close_open_children(self) -> int:
+        """Mark every child still RUNNING as KILLED (interrupted); returns how many there were."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_id}' and attributes.status = 'RUNNING'")
+        for run in runs:
+            self.client.set_tag(run.info.run_id, names.TAG_OUTCOME, "interrupted")
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(runs)
+
+    @_tolerant
+    def log_artifact(self, path: str, folder: str | None = None) -> None:
+        self.client.log_artifact(self.parent_id, path, folder)
+
+    @_tolerant
+    def log_summary(self, metrics: dict) -> None:
+        for key, value in metrics.items():
+            self.client.log_metric(self.parent_id, key, float(value))
+
+    @_tolerant
+    def finish_parent(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.parent_id, status)
+
+    def children(self) -> list:
+        return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_id}'")
+
+
+def _is_metric(key, value) -> bool:
+    reported = key.startswith("val_") or key in (names.TRAIN_LOSS, names.BEST_VAL_MIOU, names.LR)
+    return reported and isinstance(value, (int, float)) and math.isfinite(value)
+
+
+class MlflowTrialCallback(tune.Callback):
+    """Driver-side: params once, metrics per epoch (step = epoch), a final outcome per trial."""
+
+    def __init__(self, tracker: Tracker, fixed: dict, max_epochs: int):
+        self.tracker, self.fixed, self.max_epochs = tracker, fixed, max_epochs
+
+    def _params(self, trial) -> dict:
+        return {**self.fixed, **trial.config}
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.tracker.child(trial.trial_id, self._params(trial))
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self.tracker.log_epoch(trial.trial_id, self._params(trial), result)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        epochs = (trial.last_result or {}).get(names.EPOCH, 0)
+        outcome = "completed" if epochs >= self.max_epochs else "stopped_early"
+        self.tracker.close_child(trial.trial_id, self._params(trial), outcome)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_error()
+        self.tracker.close_child(trial.trial_id, self._params(trial), "failed", str(error) if error else "error")
