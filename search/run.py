@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import types
 import typing
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _argument_type(hint):
-    base = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    base = [a for a in typing.get_args(hint) if a is not type(None)] if is_union else [hint]
     origin = typing.get_origin(base[0]) or base[0]
     return {tuple: str, dict: dict}.get(origin, origin)
 

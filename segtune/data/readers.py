@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -104,12 +105,18 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
 
 
 def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, resize, problems):
-    try:
-        image = _to_hwc(np.asarray(Image.open(image_path)))
-        mask = np.asarray(Image.open(mask_path))
-    except (UnidentifiedImageError, OSError) as error:
-        problems.append((str(image_path), f"unreadable: {error}"))
+    decoded = []
+    for path in (image_path, mask_path):
+        try:
+            picture = Image.open(path)
+            if path == mask_path and colour_map is not None and picture.mode == "P":
+                picture = picture.convert("RGB")  # palette ('P') PNGs are colour masks too
+            decoded.append(np.asarray(picture))
+        except (UnidentifiedImageError, OSError) as error:
+            problems.append((str(path), f"unreadable: {error}"))
+    if len(decoded) < 2:
         return None
+    image, mask = _to_hwc(decoded[0]), decoded[1]
     if image.shape[:2] != mask.shape[:2]:
         problems.append((str(mask_path), f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's {image.shape[1]}x{image.shape[0]}"))
         return None
@@ -150,7 +157,7 @@ def _colours_to_indices(mask, colour_map, mask_path, problems):
 
 def _check_indices(mask, num_classes, ignore_index, where, problems) -> bool:
     values = np.unique(mask)
-    bad = [int(v) for v in values if v >= num_classes and v != ignore_index]
+    bad = [int(v) for v in values if (v < 0 or v >= num_classes) and v != ignore_index]
     if bad:
         problems.append((str(where), f"class index {bad[:5]} out of range 0..{num_classes - 1}"
                          + (f" (ignore index {ignore_index})" if ignore_index is not None else "")))
@@ -191,10 +198,11 @@ def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
 
 def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     try:
-        archive = np.load(path)
-    except (OSError, ValueError) as error:
-        raise DataError(str(path), [(str(path), f"unreadable npz: {error}")]) from error
-    arrays = {k: archive[k] for k in archive.files}
+        with np.load(path) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as error:
+        # AttributeError: a .npy array renamed .npz has no .files (and no context manager)
+        raise DataError(str(path), [(str(path), f"unreadable npz (save it with numpy.savez): {error}")]) from error
     pairs = [k for k, a in arrays.items() if a.ndim == 4 and a.shape[1] == 2]
     if not pairs:
         shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items()) or "no arrays"
@@ -204,8 +212,10 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     if not np.allclose(raw_masks, np.round(raw_masks)):
         raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "mask channel holds non-integer values")])
     masks = raw_masks.round().astype(np.int64)
-    names = tuple(classes) if classes else tuple(
-        f"class_{i}" for i in range(int(masks[masks != (ignore_index if ignore_index is not None else -1)].max()) + 1))
+    labelled = masks[masks != (ignore_index if ignore_index is not None else -1)]
+    if labelled.size == 0:
+        raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "every mask pixel is the ignore index; nothing to learn")])
+    names = tuple(classes) if classes else tuple(f"class_{i}" for i in range(int(labelled.max()) + 1))
     problems = []
     images, out_masks, ids = [], [], []
     scale = 255.0 if stack[:, 0].max() <= 1.0 and np.issubdtype(stack.dtype, np.floating) else 1.0

@@ -19,8 +19,14 @@ def make_splits(data: SegmentationData, val_fraction: float, test_fraction: floa
     An id listed in two of the dataset's splits is kept in the later (evaluation) split only.
     """
     own = {name: list(ids) for name, ids in data.splits.items()}
-    if not own:
-        own = {"train": list(data.names)}
+    if "train" not in own:
+        listed = {i for ids in own.values() for i in ids}
+        own["train"] = [i for i in data.names if i not in listed]
+    listed = {i for ids in own.values() for i in ids}
+    unlisted = [i for i in data.names if i not in listed]
+    if unlisted:
+        warnings.warn(f"{len(unlisted)} image(s) are in none of the dataset's split files and are left out, "
+                      f"e.g. {unlisted[:3]}")
     _remove_overlaps(own)
     present = dict(zip(data.names, data.classes_present()))
     pool = own.get("train", [])

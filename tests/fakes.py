@@ -1,0 +1,166 @@
+"""Tiny on-disk datasets for tests, written with PIL/numpy into a tmp folder.
+
+Every maker draws the same hand-checkable layout so that tests can state exact expectations.
+For an image of size (H, W), with third = W // 3:
+
+    mask columns [0, third)          -> class 0 (background)
+    mask columns [third, 2 * third)  -> class 1 (crop)
+    mask columns [2 * third, W)      -> class 2 (weed)
+    mask[0:2, 0:2]                   -> IGNORE (255), index folders and npz only
+
+Image i has pixel value  image_value(i, cls)  = 10 * i + 50 * cls  in every channel,
+so a test can tell images apart and check that pixels line up with their mask.
+
+Colour folders use the same layout, painted with the colours of COLOUR_MAP; the bottom half of
+the background third is painted ORANGE (also class 0) so two colours map to one class.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from segtune.data import SegmentationData
+
+CLASSES = ("background", "crop", "weed")
+IGNORE = 255
+
+BLACK, ORANGE, WHITE, RED = (0, 0, 0), (255, 128, 0), (255, 255, 255), (216, 67, 82)
+COLOUR_MAP = {"255,255,255": 1, "216,67,82": 2, "0,0,0": 0, "255,128,0": 0}
+CLASS_COLOURS = {0: BLACK, 1: WHITE, 2: RED}
+
+
+def image_id(i: int) -> str:
+    return f"img_{i:02d}"
+
+
+def image_value(i: int, cls: int) -> int:
+    """The grey level image i holds over pixels of class `cls`."""
+    return 10 * i + 50 * cls
+
+
+def class_layout(size: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 class-index mask: three vertical bands 0 | 1 | 2 (no ignore pixels)."""
+    height, width = size
+    third = width // 3
+    mask = np.zeros((height, width), dtype=np.uint8)
+    mask[:, third:2 * third] = 1
+    mask[:, 2 * third:] = 2
+    return mask
+
+
+def index_mask(size: tuple[int, int], with_ignore: bool = True) -> np.ndarray:
+    mask = class_layout(size)
+    if with_ignore:
+        mask[0:2, 0:2] = IGNORE
+    return mask
+
+
+def image_for(i: int, size: tuple[int, int], channels: int = 3) -> np.ndarray:
+    """(H, W) or (H, W, 3) uint8 image whose grey level follows the class layout (ignore -> class 0)."""
+    grey = (10 * i + 50 * class_layout(size).astype(np.int64)).astype(np.uint8)
+    return grey if channels == 1 else np.repeat(grey[:, :, None], 3, axis=2)
+
+
+def colour_mask(size: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) uint8 RGB mask: black/orange background, white crop, red weed."""
+    layout = class_layout(size)
+    rgb = np.zeros(size + (3,), dtype=np.uint8)
+    for cls, colour in CLASS_COLOURS.items():
+        rgb[layout == cls] = colour
+    height, width = size
+    rgb[height // 2:, : width // 3] = ORANGE
+    return rgb
+
+
+def write_png(path: Path, array: np.ndarray) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+def write_garbage(path: Path, data: bytes = b"this is not an image at all\x00\x01\x02") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def write_splits(root: Path, splits: dict[str, list[str]]) -> None:
+    folder = Path(root) / "splits"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, ids in splits.items():
+        (folder / f"{name}.txt").write_text("".join(f"{i}\n" for i in ids))
+
+
+def default_splits(n: int) -> dict[str, list[str]]:
+    """train = all but the last two, val = second to last, test = last."""
+    ids = [image_id(i) for i in range(n)]
+    return {"train": ids[:-2], "val": ids[-2:-1], "test": ids[-1:]}
+
+
+def write_index_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), channels: int = 3,
+                       with_splits: bool | dict[str, list[str]] = False,
+                       classes: tuple[str, ...] | None = CLASSES,
+                       ignore_index: int | None = IGNORE, with_ignore_pixels: bool = True) -> Path:
+    """images/img_XX.png, masks/img_XX.png (class indices), classes.json, optional splits/*.txt.
+
+    with_splits: True writes default_splits(n); a dict writes exactly those lists.
+    classes=None writes no classes.json.
+    """
+    root = Path(root)
+    for i in range(n):
+        write_png(root / "images" / f"{image_id(i)}.png", image_for(i, size, channels))
+        write_png(root / "masks" / f"{image_id(i)}.png", index_mask(size, with_ignore_pixels))
+    if classes is not None:
+        (root / "classes.json").write_text(json.dumps({"names": list(classes), "ignore_index": ignore_index}))
+    if with_splits:
+        write_splits(root, default_splits(n) if with_splits is True else with_splits)
+    return root
+
+
+def write_colour_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), channels: int = 3) -> Path:
+    """images/img_XX.png and masks/img_XX.png as RGB colour masks (see COLOUR_MAP); no classes.json."""
+    root = Path(root)
+    for i in range(n):
+        write_png(root / "images" / f"{image_id(i)}.png", image_for(i, size, channels))
+        write_png(root / "masks" / f"{image_id(i)}.png", colour_mask(size))
+    return root
+
+
+def npz_stack(n: int = 6, size: tuple[int, int] = (16, 32), dtype=np.uint8) -> np.ndarray:
+    """(N, 2, H, W): channel 0 the grey image, channel 1 the class-index mask (with ignore pixels)."""
+    stack = np.zeros((n, 2) + tuple(size), dtype=dtype)
+    for i in range(n):
+        stack[i, 0] = image_for(i, size, channels=1)
+        stack[i, 1] = index_mask(size)
+    return stack
+
+
+def write_npz(path, n: int = 6, size: tuple[int, int] = (16, 32), array: np.ndarray | None = None,
+              key: str = "pairs") -> Path:
+    """An .npz holding one (N, 2, H, W) array under `key` (or the given `array`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **{key: npz_stack(n, size) if array is None else array})
+    return path
+
+
+def make_segmentation_data(present: list[set[int]], classes=("background", "a", "b", "rare"),
+                           size: tuple[int, int] = (8, 8), splits: dict[str, list[str]] | None = None,
+                           ignore_index: int | None = None) -> SegmentationData:
+    """In-memory data where image i contains exactly the classes in present[i] (class 0 fills the rest)."""
+    images, masks, ids = [], [], []
+    for i, classes_here in enumerate(present):
+        mask = np.zeros(size, dtype=np.uint8)
+        for k, cls in enumerate(sorted(c for c in classes_here if c != 0)):
+            mask.flat[k] = cls
+        images.append(np.full(size + (3,), 10 * (i % 20), dtype=np.uint8))
+        masks.append(mask)
+        ids.append(f"s{i:03d}")
+    return SegmentationData(images, masks, ids, tuple(classes), ignore_index,
+                            splits=dict(splits or {}), source="fake")

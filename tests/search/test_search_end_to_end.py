@@ -1,0 +1,167 @@
+"""The real trainable in a real (local) Ray Tune search, once, end to end."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import ray
+import torch
+import yaml
+from mlflow.tracking import MlflowClient
+
+from search import load_config, run_search
+from search.run import SMOKE_TEST
+from segtune import names
+from spaces import SPACES, smoke_space
+from trainables import load_model
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+N_STARTUP = 2
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def smoke_space_with_a_broken_trial(trial):
+    """Trial 1 gets an invalid batch size: its TrialConfig raises inside the trial."""
+    smoke_space(trial)
+    return {"batch_size": 0} if trial.number == 1 else None
+
+
+@pytest.fixture(scope="module")
+def finished_search(local_ray, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("search")
+    proposed_by_tpe = []
+    original = optuna.samplers.TPESampler._sample
+
+    def spy(self, study, trial, search_space):
+        proposed_by_tpe.append(trial.number)
+        return original(self, study, trial, search_space)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(optuna.samplers.TPESampler, "_sample", spy)
+    patch.setitem(SPACES, "smoke_broken", smoke_space_with_a_broken_trial)
+    cfg = load_config(None, {**SMOKE_TEST, "space": "smoke_broken", "num_samples": 7, "max_epochs": 3,
+                             "n_startup_trials": N_STARTUP, "name": "e2e", "storage_path": str(folder),
+                             "tracking_uri": f"sqlite:///{folder}/mlflow.db"})
+    try:
+        outcome = run_search(cfg)
+    finally:
+        patch.undo()
+    return cfg, outcome, proposed_by_tpe
+
+
+def test_tpe_proposed_the_configs_after_its_startup_trials(finished_search):
+    cfg, outcome, proposed_by_tpe = finished_search
+    assert proposed_by_tpe, "TPE never proposed a configuration: the search was random"
+    assert min(proposed_by_tpe) >= N_STARTUP
+    assert cfg.num_samples - 1 in proposed_by_tpe  # the last trial came from TPE
+    assert outcome.searcher is not None and len(outcome.searcher.study.trials) == cfg.num_samples
+
+
+def test_asha_stopped_some_trials_and_they_reach_optuna_as_pruned(finished_search):
+    cfg, outcome, _ = finished_search
+    stopped = [r for r in outcome.leaderboard if r["outcome"] == "stopped_early"]
+    assert stopped and all(r["epochs"] < cfg.max_epochs for r in stopped)
+    assert any(r["outcome"] == "completed" and r["epochs"] == cfg.max_epochs for r in outcome.leaderboard)
+    states = [t.state for t in outcome.searcher.study.trials]
+    assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
+
+
+def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(finished_search):
+    cfg, outcome, _ = finished_search
+    failed = [r for r in outcome.leaderboard if r["outcome"] == "failed"]
+    assert len(failed) == 1 and "batch_size" in failed[0]["error"]
+    assert len(outcome.leaderboard) == cfg.num_samples
+
+
+def test_best_checkpoint_loads_and_predicts(finished_search):
+    _, outcome, _ = finished_search
+    best = outcome.best
+    assert best["val_miou"] == max(r["val_miou"] for r in outcome.leaderboard if r["outcome"] != "failed")
+    model, trial_cfg = load_model(Path(best["checkpoint"]) / "checkpoint.pt")
+    with torch.no_grad():
+        logits = model(torch.zeros(2, trial_cfg.in_channels, 64, 64))
+    assert logits.shape == (2, 4, 64, 64)
+
+
+def test_mlflow_has_one_parent_and_a_closed_child_per_trial(finished_search):
+    cfg, outcome, _ = finished_search
+    client = MlflowClient(cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.mlflow_experiment).experiment_id
+    runs = client.search_runs([experiment])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == outcome.parent_run_id]
+    assert [p.info.run_id for p in parents] == [outcome.parent_run_id]
+    assert len(children) == cfg.num_samples
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    by_trial = {r.data.tags[names.TAG_TRIAL_ID]: r for r in children}
+    for row in outcome.leaderboard:
+        run = by_trial[row["trial_id"]]
+        assert run.data.tags[names.TAG_OUTCOME] == row["outcome"]
+        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row["outcome"]]
+        history = client.get_metric_history(run.info.run_id, names.VAL_MIOU)
+        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    assert {"search_config.yaml", "splits.json", "leaderboard.csv", "plots"} <= artifacts
+    plots = {Path(a.path).name for a in client.list_artifacts(outcome.parent_run_id, "plots")}
+    assert {"optimisation_history.png", "parameter_importances.png", "best_trial_predictions.png"} <= plots
+
+
+def test_splits_and_config_are_saved_with_the_experiment(finished_search):
+    _, outcome, _ = finished_search
+    splits = json.loads(outcome.paths.splits.read_text())
+    assert set(splits) == {"train", "val", "test"}
+    assert not set(splits["train"]) & set(splits["val"] + splits["test"])
+    saved = yaml.safe_load(outcome.paths.config.read_text())
+    assert (saved["space"], saved["num_samples"], saved["name"]) == ("smoke_broken", 7, "e2e")
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, str(ROOT / "search" / "run.py"), "--smoke-test", "--num-samples", "5",
+            "--max-concurrent-trials", "1", "--name", "killed", "--storage-path", str(tmp_path),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
+    seen, deadline = [], time.time() + 240
+    for line in driver.stdout:  # kill the driver once two trials have reported their last epoch
+        seen.append(line)
+        if sum(" epoch 2/2]" in s for s in seen) >= 2 or time.time() > deadline:
+            break
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    experiment = tmp_path / "killed"
+    finished_before = {p.parent.name: p.read_text().count("\n") for p in experiment.glob("trial_*/result.json")}
+    assert finished_before, "".join(seen)
+
+    resumed = subprocess.run([*args[:2], "--resume", "--name", "killed", "--storage-path", str(tmp_path)],
+                             env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = list(csv_rows(experiment / "segtune" / "leaderboard.csv"))
+    assert len(rows) == 5 and all(r["outcome"] != "failed" for r in rows)
+    for trial, lines in finished_before.items():  # a trial that had finished was not trained again
+        result_lines = (experiment / trial / "result.json").read_text().count("\n")
+        row = next(r for r in rows if f"trial_{r['trial_id']}" == trial)
+        if int(row["epochs"]) == lines:
+            assert result_lines == lines
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("segtune").experiment_id])
+    assert not [r for r in runs if r.info.status == "RUNNING"]
+    assert len([r for r in runs if "mlflow.parentRunId" in r.data.tags]) == 5
+
+
+def csv_rows(path):
+    import csv
+    with open(path) as handle:
+        yield from csv.DictReader(handle)
