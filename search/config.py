@@ -39,13 +39,13 @@ class SearchConfig:
     # search
     space: str = "default"
     """Search space name from spaces/."""
-    num_samples: int = 10
+    num_samples: int = 12
     """Number of trials."""
     time_budget_s: float | None = None
     """Stop starting and running trials after this many seconds; null for no limit."""
-    max_epochs: int = 6
+    max_epochs: int = 10
     """Epochs a trial may run (ASHA's max_t)."""
-    grace_period: int = 1
+    grace_period: int = 2
     """Epochs every trial runs before ASHA may stop it."""
     reduction_factor: int = 2
     """ASHA keeps 1/reduction_factor of trials at each rung."""

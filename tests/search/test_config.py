@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,17 @@ def test_bad_options_are_refused_with_their_name(values, option):
 def test_bad_cli_value_exits_with_message(capsys):
     with pytest.raises(SystemExit, match="grace_period"):
         parse_config(["--grace-period", "0"])
+
+
+def test_readme_documents_every_option():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    missing = [f.name for f in dataclasses.fields(SearchConfig) if f"| `{f.name}` |" not in readme]
+    assert not missing, f"README's option table lacks {missing}"
+
+
+def test_segtune_command_dispatches_to_search(capsys):
+    from segtune.cli import main
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", "--help"])
+    assert exit_info.value.code == 0 and "--num-samples" in capsys.readouterr().out
+    assert main(["no-such-command"]) == 2
