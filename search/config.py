@@ -36,9 +36,15 @@ class SearchConfig:
     """Share of images held out for the final test when the dataset has no test split."""
     exclude_from_mean: tuple[str, ...] = ()
     """Class names reported per class but left out of the mIoU mean (e.g. background)."""
+    exclude_file: str | None = None
+    """Exclusion list (one image id per line, '# reason'; segtune inspect writes one): ids left out of every split."""
     # search
     space: str = "default"
-    """Search space name from spaces/."""
+    """Search space: default, smoke, crop_weed, terrain or generic (spaces/)."""
+    space_overrides: dict | None = None
+    """Narrow or widen the space: parameter -> list of choices | {low, high, log} | one fixed value."""
+    evaluate_recipes: bool = True
+    """Try the preset's starting recipes (the reports' final settings) before TPE's own proposals."""
     num_samples: int = 12
     """Number of trials."""
     time_budget_s: float | None = None
@@ -84,6 +90,8 @@ class SearchConfig:
             if not ok:
                 raise ValueError(f"option {option}: {message}")
         need(self.space in SPACES, "space", f"{self.space!r} is not one of {sorted(SPACES)}")
+        need(self.space_overrides is None or isinstance(self.space_overrides, dict), "space_overrides",
+             "must be a mapping of parameter name -> list | {low, high} | value")
         need(self.num_samples >= 1, "num_samples", "must be >= 1")
         need(0 <= self.n_startup_trials < self.num_samples or self.num_samples == 1, "n_startup_trials",
              f"{self.n_startup_trials} must be below num_samples ({self.num_samples}) or TPE never proposes")
@@ -94,6 +102,8 @@ class SearchConfig:
         need(len(self.crop) == 2 and min(self.crop) >= 32 and all(c % 32 == 0 for c in self.crop), "crop",
              f"{self.crop} must be [H, W], each a multiple of 32")
         need(self.resize is None or len(self.resize) == 2, "resize", "must be [H, W] or null")
+        need(self.exclude_file is None or isinstance(self.exclude_file, str), "exclude_file",
+             "must be the path of an exclusion list or null")
         need(self.gpus_per_trial == 0 or (1 / self.gpus_per_trial).is_integer() or self.gpus_per_trial >= 1,
              "gpus_per_trial", "use a fraction whose inverse is a whole number (0.5, 0.25) so trials pack evenly")
         need(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")

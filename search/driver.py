@@ -17,7 +17,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from segtune import names
-from segtune.data import load_dataset, make_splits
+from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
+from segtune.inspect import duplicate_groups
 from segtune.paths import ExperimentPaths, experiment_paths
 from segtune.tracking import MlflowTrialCallback, Tracker
 from search.config import SearchConfig, load_config, save_config
@@ -25,7 +26,8 @@ from search.fixed import fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
 from search.report import leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
-from spaces import get_space
+from spaces import get_recipes, get_space
+from spaces.overrides import validate_space
 from trainables import train_segmentation
 
 
@@ -49,14 +51,21 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
         cfg, splits = _resume_inputs(paths)
     data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
                         ignore_index=cfg.ignore_index, resize=cfg.resize)
+    # a resumed search reads the list it saved, not the (maybe since edited) original
+    data, excluded = exclude_images(data, paths.exclusions if resume and paths.exclusions.exists() else cfg.exclude_file)
     if not resume:
         if paths.config.exists():
             raise FileExistsError(f"experiment {paths.root} exists; pass --resume to continue it or choose another --name")
-        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed, groups=duplicate_groups(data))
     fixed = fixed_trial_params(cfg, data, splits)
+    space = get_space(cfg.space, cfg.space_overrides)
+    validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
     paths.create()
     save_config(cfg, paths.config)
     paths.splits.write_text(json.dumps(splits, indent=1))
+    if excluded:
+        write_exclusions(paths.exclusions, excluded, f"left out of every split; from exclude_file {cfg.exclude_file}")
+        print(f"excluded {len(excluded)} image(s) listed in {cfg.exclude_file} (saved as {paths.exclusions})")
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
 
@@ -64,11 +73,13 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
                                      paths.parent_run.read_text().strip() if resume and paths.parent_run.exists() else None)
     paths.parent_run.write_text(parent_id)
+    if excluded:
+        tracker.log_artifact(str(paths.exclusions))
     _start_ray(cfg)
     trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     try:
-        tuner = _restore_tuner(paths, trainable) if resume else _build_tuner(cfg, paths, trainable, tracker, fixed)
+        tuner = _restore_tuner(paths, trainable) if resume else _build_tuner(cfg, paths, trainable, tracker, fixed, space)
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()
@@ -79,8 +90,13 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     tracker.close_open_children()
     rows = leaderboard_rows(results, cfg.max_epochs)
     write_reports(paths, rows, results, searcher, data, splits, tracker)
-    tracker.finish_parent("FINISHED")
+    # Ray ends fit() quietly on Ctrl-C; trials neither terminated nor errored mean it was interrupted.
+    interrupted = results.num_terminated + results.num_errors < len(results)
+    tracker.finish_parent("KILLED" if interrupted else "FINISHED")
     _print_summary(cfg, paths, rows)
+    if interrupted:
+        print(f"search interrupted; continue with: python search/run.py --resume --name {cfg.name} "
+              f"--storage-path {cfg.storage_path}")
     return SearchOutcome(paths, rows, parent_id, results, searcher)
 
 
@@ -107,12 +123,13 @@ def _start_ray(cfg: SearchConfig) -> None:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
-def _build_tuner(cfg, paths, trainable, tracker, fixed) -> tune.Tuner:
+def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:
     # metric and mode go to the searcher and the scheduler: Ray does not pass TuneConfig's on
     # to a searcher built with a define-by-run space.
     objective = {"metric": names.OBJECTIVE, "mode": names.OBJECTIVE_MODE}
-    searcher = AshaAwareOptunaSearch(space=get_space(cfg.space), sampler=build_sampler(cfg.seed, cfg.n_startup_trials),
-                                     max_epochs=cfg.max_epochs, **objective)
+    recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else None
+    searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg.seed, cfg.n_startup_trials),
+                                     points_to_evaluate=recipes or None, max_epochs=cfg.max_epochs, **objective)
     scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
                               reduction_factor=cfg.reduction_factor, **objective)
     return tune.Tuner(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from segtune.data import SegmentationData, normalisation_stats
 from search.config import SearchConfig
-from trainables.class_weights import median_frequency_weights, pixel_counts
+from trainables.class_weights import pixel_counts
 
 INTERNAL_IGNORE = 255
 """Padding label when a dataset labels every pixel: no class uses it, every loss skips it."""
@@ -23,7 +23,7 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         "class_names": list(data.classes),
         "ignore_index": INTERNAL_IGNORE if data.ignore_index is None else data.ignore_index,
         "exclude_from_mean": [data.classes.index(c) for c in cfg.exclude_from_mean],
-        "class_weights": median_frequency_weights(counts),
+        "class_pixel_counts": counts,
         "mean": mean,
         "std": std,
         "crop": list(cfg.crop),

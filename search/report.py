@@ -20,7 +20,8 @@ from trainables import load_model, predict_logits
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
-OUTCOME_COLOURS = {"completed": "tab:blue", "stopped_early": "tab:orange", "failed": "tab:red"}
+OUTCOME_COLOURS = {"completed": "tab:blue", "early_stopping": "tab:green", "stopped_early": "tab:orange",
+                   "failed": "tab:red"}
 
 
 def leaderboard_rows(results, max_epochs: int) -> list[dict]:
@@ -30,7 +31,8 @@ def leaderboard_rows(results, max_epochs: int) -> list[dict]:
         frame = result.metrics_dataframe
         has_scores = frame is not None and names.VAL_MIOU in frame
         epochs = int(frame[names.EPOCH].max()) if has_scores else 0
-        outcome = "failed" if result.error else ("completed" if epochs >= max_epochs else "stopped_early")
+        early = has_scores and names.EARLY_STOPPED in frame and bool(frame[names.EARLY_STOPPED].fillna(0).max())
+        outcome = names.outcome_of(epochs, max_epochs, early, failed=bool(result.error))
         best = result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE) if has_scores else None
         rows.append({
             "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,

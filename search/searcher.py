@@ -4,7 +4,8 @@ Ray's OptunaSearch tells Optuna that a trial ASHA stopped is COMPLETE with its l
 score, so TPE ranks an epoch-1 score against epoch-6 scores. Here a stopped trial is told
 PRUNED with its last score as an intermediate value (Ray does not pass the result that made
 ASHA stop a trial to the searcher), and TPE ranks a pruned trial by that value, below the
-trials that finished.
+trials that finished. A trial that finished (all epochs, or its own early stopping) is told
+its best epoch's score, since its best checkpoint is what the search delivers.
 """
 
 from __future__ import annotations
@@ -35,7 +36,10 @@ class AshaAwareOptunaSearch(OptunaSearch):
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         value = (result or {}).get(names.OBJECTIVE)
         epoch = (result or {}).get(names.EPOCH, self.max_epochs)
-        if error or value is None or epoch >= self.max_epochs or trial_id in self._completed_trials:
+        finished = epoch >= self.max_epochs or (result or {}).get(names.EARLY_STOPPED)
+        if error or value is None or finished or trial_id in self._completed_trials:
+            if finished and not error and value is not None:  # a finished trial delivers its best epoch
+                result = {**result, names.OBJECTIVE: result.get(names.BEST_VAL_MIOU, value)}
             return super().on_trial_complete(trial_id, result, error)
         ot_trial = self._ot_trials[trial_id]
         step = int(result["training_iteration"])

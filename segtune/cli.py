@@ -1,17 +1,18 @@
-"""The `segtune` command: `segtune search ...` is `python search/run.py ...`."""
+"""The `segtune` command: `segtune search ...` is `python search/run.py ...`; `segtune inspect DATA` reports on data."""
 
 from __future__ import annotations
 
 import sys
 
-COMMANDS = {"search": "search.run"}
+COMMANDS = {"search": "search.run", "inspect": "segtune.inspect.run"}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: segtune {" + ",".join(COMMANDS) + "} [options]\n  search   run a hyperparameter search "
-              "(segtune search --help)", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+              "(segtune search --help)\n  inspect  report on a dataset before searching (segtune inspect --help)",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
     return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])

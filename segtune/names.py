@@ -14,12 +14,16 @@ EPOCH = "epoch"
 BEST_VAL_MIOU = "best_val_miou"
 """Best val_miou over the epochs reported so far by one trial."""
 LR = "lr"
+LOSS_STAGE = "loss_stage"
+"""0 during the cross-entropy warm-up, 1 once the trial's own loss is used."""
+EARLY_STOPPED = "early_stopped"
+"""1 on the epoch where the trial's own patience ran out."""
 
 OBJECTIVE = VAL_MIOU
 OBJECTIVE_MODE = "max"
 
 TAG_OUTCOME = "segtune.outcome"
-"""Child-run tag: completed | stopped_early | failed | interrupted."""
+"""Child-run tag: completed | stopped_early (by ASHA) | early_stopping (own patience) | failed | interrupted."""
 TAG_TRIAL_ID = "segtune.trial_id"
 TAG_SEARCH = "segtune.search"
 TAG_ERROR = "segtune.error"
@@ -27,3 +31,12 @@ TAG_ERROR = "segtune.error"
 
 def class_iou_name(class_name: str) -> str:
     return f"{VAL_IOU_PREFIX}{class_name}"
+
+
+def outcome_of(epochs: int, max_epochs: int, early_stopped: bool = False, failed: bool = False) -> str:
+    """How a trial ended, as tagged in MLflow and shown in the leaderboard."""
+    if failed:
+        return "failed"
+    if early_stopped:
+        return "early_stopping"
+    return "completed" if epochs >= max_epochs else "stopped_early"

@@ -1,8 +1,8 @@
 """Every output path of an experiment, built in one place.
 
     <storage_path>/<name>/                 Ray Tune's experiment folder (trials, checkpoints)
-    <storage_path>/<name>/segtune/         what segtune adds: the config and splits that made it,
-                                           the leaderboard, plots, the MLflow parent run id
+    <storage_path>/<name>/segtune/         what segtune adds: the config, splits and exclusion list that
+                                           made it, the leaderboard, plots, the MLflow parent run id
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ class ExperimentPaths:
     @property
     def splits(self) -> Path:
         return self.segtune / "splits.json"
+
+    @property
+    def exclusions(self) -> Path:
+        """The exclusion list the search was started with (a copy of exclude_file)."""
+        return self.segtune / "exclusions.txt"
 
     @property
     def leaderboard(self) -> Path:

@@ -102,7 +102,7 @@ class Tracker:
         self.client.set_tag(run_id, names.TAG_OUTCOME, outcome)
         if error:
             self.client.set_tag(run_id, names.TAG_ERROR, error[-4000:])
-        status = {"completed": "FINISHED", "failed": "FAILED"}.get(outcome, "KILLED")
+        status = {"completed": "FINISHED", "early_stopping": "FINISHED", "failed": "FAILED"}.get(outcome, "KILLED")
         self.client.set_terminated(run_id, status)
 
     @_tolerant
@@ -132,7 +132,7 @@ class Tracker:
 
 
 def _is_metric(key, value) -> bool:
-    reported = key.startswith("val_") or key in (names.TRAIN_LOSS, names.BEST_VAL_MIOU, names.LR)
+    reported = key.startswith("val_") or key in (names.TRAIN_LOSS, names.BEST_VAL_MIOU, names.LR, names.LOSS_STAGE)
     return reported and isinstance(value, (int, float)) and math.isfinite(value)
 
 
@@ -152,8 +152,8 @@ class MlflowTrialCallback(tune.Callback):
         self.tracker.log_epoch(trial.trial_id, self._params(trial), result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        epochs = (trial.last_result or {}).get(names.EPOCH, 0)
-        outcome = "completed" if epochs >= self.max_epochs else "stopped_early"
+        last = trial.last_result or {}
+        outcome = names.outcome_of(last.get(names.EPOCH, 0), self.max_epochs, bool(last.get(names.EARLY_STOPPED)))
         self.tracker.close_child(trial.trial_id, self._params(trial), outcome)
 
     def on_trial_error(self, iteration, trials, trial, **info):

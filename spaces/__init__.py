@@ -1,6 +1,6 @@
-"""What may be tried: named define-by-run search spaces.
+"""What may be tried: named define-by-run search spaces, their starting recipes, and YAML overrides.
 
-    space = get_space("default")   # a function of an optuna.Trial, for Ray's OptunaSearch
+    space = get_space("terrain", overrides={"loss": ["dice", "focal_tversky"], "batch_size": 16})
 """
 
 from __future__ import annotations
@@ -8,14 +8,24 @@ from __future__ import annotations
 from typing import Callable
 
 from spaces.default import default_space, smoke_space
+from spaces.overrides import allows, apply_overrides, field_name
+from spaces.presets import RECIPES, crop_weed_space, generic_space, terrain_space
 
-SPACES: dict[str, Callable] = {"default": default_space, "smoke": smoke_space}
+SPACES: dict[str, Callable] = {"default": default_space, "smoke": smoke_space, "crop_weed": crop_weed_space,
+                               "terrain": terrain_space, "generic": generic_space}
 
 
-def get_space(name: str) -> Callable:
+def get_space(name: str, overrides: dict | None = None) -> Callable:
     if name not in SPACES:
         raise KeyError(f"unknown space {name!r}; valid spaces: {', '.join(sorted(SPACES))}")
-    return SPACES[name]
+    return apply_overrides(SPACES[name], overrides) if overrides else SPACES[name]
 
 
-__all__ = ["SPACES", "get_space"]
+def get_recipes(name: str, overrides: dict | None = None) -> list[dict]:
+    """The preset's starting recipes, less the values an override rules out (those are sampled instead)."""
+    overrides = overrides or {}
+    return [{k: v for k, v in recipe.items() if field_name(k) not in overrides or allows(overrides[field_name(k)], v)}
+            for recipe in RECIPES.get(name, [])]
+
+
+__all__ = ["SPACES", "field_name", "get_recipes", "get_space"]

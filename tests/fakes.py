@@ -164,3 +164,51 @@ def make_segmentation_data(present: list[set[int]], classes=("background", "a", 
         ids.append(f"s{i:03d}")
     return SegmentationData(images, masks, ids, tuple(classes), ignore_index,
                             splits=dict(splits or {}), source="fake")
+
+
+# --------------------------------------------------------------------------- inspection fixture
+
+INSPECT_IDS = [image_id(i) for i in range(12)]
+NEAR_DUPLICATE = ("img_02", "img_05")
+"""img_05 is img_02 brightened by 12 grey levels with Gaussian noise (sigma 3); its mask differs in one pixel."""
+REPEATED_MASK = ("img_07", "img_08", "img_09")
+"""Three different images carrying byte-for-byte the same mask (img_07's)."""
+OUTLIER = "img_10"
+"""An all-white image."""
+INSPECT_SPLITS = {"train": ["img_00", "img_01", "img_02", "img_03", "img_04", "img_06", "img_07", "img_08", "img_09"],
+                  "val": ["img_10"], "test": ["img_05", "img_11"]}
+"""Split files that put the near-duplicate pair across train (img_02) and test (img_05)."""
+
+
+def texture(i: int, size: tuple[int, int] = (64, 64)) -> np.ndarray:
+    """(H, W, 3) uint8 smooth random picture, different for every i: an 8 x 8 random grid, upsampled."""
+    rng = np.random.default_rng(1000 + i)
+    channels = [np.asarray(Image.fromarray(rng.integers(0, 256, (8, 8)).astype(np.uint8)).resize(size[::-1], Image.BICUBIC))
+                for _ in range(3)]
+    return np.stack(channels, axis=2)
+
+
+def texture_mask(picture: np.ndarray) -> np.ndarray:
+    """Classes from the first channel's quantiles: 0 below the median, 1 up to the 85th percentile, 2 above."""
+    grey = picture[:, :, 0].astype(np.float64)
+    low, high = np.quantile(grey, [0.5, 0.85])
+    return ((grey > low).astype(np.uint8) + (grey > high)).astype(np.uint8)
+
+
+def write_inspection_folder(root, size: tuple[int, int] = (64, 64)) -> Path:
+    """12 index-mask images with NEAR_DUPLICATE, REPEATED_MASK and OUTLIER planted and INSPECT_SPLITS."""
+    root = Path(root)
+    images = [texture(i, size) for i in range(12)]
+    masks = [texture_mask(image) for image in images]
+    noise = np.random.default_rng(7).normal(0, 3, images[2].shape)
+    images[5] = np.clip(images[2].astype(np.float64) + 12 + noise, 0, 255).astype(np.uint8)
+    masks[5] = masks[2].copy()
+    masks[5][0, 0] = 2 if masks[5][0, 0] != 2 else 0
+    masks[8], masks[9] = masks[7].copy(), masks[7].copy()
+    images[10] = np.full_like(images[10], 255)
+    for name, image, mask in zip(INSPECT_IDS, images, masks):
+        write_png(root / "images" / f"{name}.png", image)
+        write_png(root / "masks" / f"{name}.png", mask)
+    (root / "classes.json").write_text(json.dumps({"names": list(CLASSES), "ignore_index": IGNORE}))
+    write_splits(root, INSPECT_SPLITS)
+    return root

@@ -1,9 +1,20 @@
-"""Train one trial: TrialConfig, model factory, losses, the epoch loop and the Ray trainable."""
+"""Train one trial: TrialConfig, model factory, losses, the epoch loop and the Ray trainable.
 
-from trainables.config import TrialConfig
-from trainables.losses import LOSS_NAMES, build_loss
-from trainables.model import build_model, predict_logits
-from trainables.trainable import load_model, run_trial, train_segmentation
+Names are imported on first use, so that `trainables.class_weights` (pure numpy, used by
+`segtune inspect`) can be imported without loading torch, smp and Ray.
+"""
+
+import importlib
+
+_HOMES = {"TrialConfig": "trainables.config", "LOSS_NAMES": "trainables.losses", "build_loss": "trainables.losses",
+          "build_model": "trainables.model", "predict_logits": "trainables.model", "load_model": "trainables.trainable",
+          "run_trial": "trainables.trainable", "train_segmentation": "trainables.trainable"}
 
 __all__ = ["LOSS_NAMES", "TrialConfig", "build_loss", "build_model", "load_model", "predict_logits", "run_trial",
            "train_segmentation"]
+
+
+def __getattr__(name: str):
+    if name not in _HOMES:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

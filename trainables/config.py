@@ -5,10 +5,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from trainables.class_weights import WEIGHTING_SCHEMES
 from trainables.losses import LOSS_NAMES
 
-ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer", "Linknet", "PSPNet", "MAnet", "PAN")
+ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer", "Linknet", "MAnet")
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
+SCHEDULERS = ("none", "plateau", "exponential", "cosine")
+INTERPOLATIONS = ("nearest", "bilinear")
+_TUPLES = {"crop", "exclude_from_mean", "class_names", "mean", "std", "class_pixel_counts"}
 
 
 @dataclass(frozen=True)
@@ -22,27 +26,82 @@ class TrialConfig:
     """Encoder stages used (3-5); decoder channels are derived from it."""
     encoder_weights: str | None = None
     """None (random init, offline) or a path to a local state-dict file for the encoder."""
+    decoder_interpolation: str = "nearest"
+    """Decoder upsampling, nearest or bilinear (Unet, UnetPlusPlus, MAnet, FPN)."""
+    decoder_attention: bool = False
+    """scSE attention in the decoder blocks (Unet, UnetPlusPlus)."""
+    head_dropout: float = 0.0
+    """Dropout2d probability before the segmentation head."""
     in_channels: int = 3
     """Image channels: 1 grayscale, 3 RGB."""
     num_classes: int = 2
     """Number of classes the head predicts."""
-    # optimisation
+    # loss
     loss: str = "cross_entropy"
-    """Loss name from trainables.losses."""
-    class_weights: tuple[float, ...] | None = None
-    """Per-class weights for weighted losses, from the training split's pixel counts."""
+    """Loss name from trainables.losses (after any warm-up stage)."""
+    tversky_alpha: float = 0.7
+    """Tversky weight of false negatives (Abraham & Khan convention)."""
+    tversky_beta: float = 0.3
+    """Tversky weight of false positives."""
+    focal_gamma: float = 2.0
+    """Focal exponent: (1 - p)^gamma for focal, (1 - TI)^gamma for focal Tversky."""
+    dice_weight: float = 1.0
+    """Weight of the Dice term in cross_entropy_dice."""
+    warmup_epochs: int = 0
+    """Epochs of plain cross-entropy at warmup_lr before switching to `loss` at `lr`; 0 for none."""
+    warmup_lr: float = 1e-3
+    """Learning rate of the cross-entropy warm-up stage."""
+    # class imbalance
+    class_weighting: str = "none"
+    """Class weights for weighted losses: none | inverse_frequency | log_inverse_frequency | median_frequency | effective_number."""
+    class_weight_cap: float = 10.0
+    """Upper bound of any class weight (also of per-image weights)."""
+    class_pixel_counts: tuple[int, ...] | None = None
+    """Training-split pixel count per class, from which class weights are derived."""
+    oversample_rare: float = 1.0
+    """Images that contain the rarest class are drawn this many times more often."""
+    copy_paste: float = 0.0
+    """Probability of pasting a rare-class region from another training image into a crop."""
+    # optimisation
     optimizer: str = "adamw"
     """adam | adamw | nadam | sgd (momentum 0.9)."""
     lr: float = 1e-3
     """Learning rate."""
     weight_decay: float = 1e-4
     """Decoupled (adamw) or L2 weight decay."""
+    scheduler: str = "none"
+    """none | plateau (on val mIoU) | exponential | cosine (with scheduler_warmup_epochs of linear warm-up)."""
+    scheduler_warmup_epochs: int = 0
+    """Linear lr warm-up epochs of the cosine schedule."""
+    grad_clip: float | None = None
+    """Clip the gradient norm to this value; None for no clipping."""
     batch_size: int = 8
     """Training batch size."""
     max_epochs: int = 4
-    """Epochs a trial trains unless ASHA stops it first."""
+    """Epochs a trial trains unless ASHA or early stopping stops it first."""
+    early_stop_patience: int | None = None
+    """Stop after this many epochs without a val mIoU gain of early_stop_min_delta; None: only ASHA stops."""
+    early_stop_min_delta: float = 0.0
+    """Smallest val mIoU gain that resets the patience."""
     steps_per_epoch: int | None = None
     """Batches per epoch; None for one pass over the training split."""
+    # augmentation (training crops only; image and mask together)
+    flip: bool = False
+    """Random horizontal and vertical flips."""
+    rotate90: bool = False
+    """Random 90-degree rotations."""
+    shift_scale_rotate: float = 0.0
+    """Strength 0-1 of random shift (x 0.1), scale (x 0.2) and rotation (x 30 degrees); 0 off."""
+    brightness_contrast: float = 0.0
+    """Random brightness and contrast change limit; 0 off."""
+    gamma: float = 0.0
+    """Random gamma change limit (0.2 -> gamma 0.8-1.2); 0 off."""
+    blur_noise: float = 0.0
+    """Probability of Gaussian blur or Gaussian noise; 0 off."""
+    distortion: float = 0.0
+    """Probability of an elastic or grid distortion; 0 off."""
+    cutmix: float = 0.0
+    """Probability of pasting a random box of another training crop (image and mask) into a crop."""
     # data
     crop: tuple[int, int] = (64, 64)
     """Training crop (H, W)."""
@@ -59,7 +118,7 @@ class TrialConfig:
     num_workers: int = 0
     """DataLoader worker processes; keep equal to the trial's CPUs minus one or 0."""
     seed: int = 0
-    """Seed for weights, crops and batch order."""
+    """Seed for weights, crops, augmentation and batch order."""
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -67,26 +126,42 @@ class TrialConfig:
                 raise ValueError(f"TrialConfig: {message}")
         need(self.architecture in ARCHITECTURES, f"architecture {self.architecture!r} not in {ARCHITECTURES}")
         need(3 <= self.encoder_depth <= 5, f"encoder_depth {self.encoder_depth} must be 3, 4 or 5")
+        need(self.decoder_interpolation in INTERPOLATIONS, f"decoder_interpolation must be one of {INTERPOLATIONS}")
+        need(0 <= self.head_dropout < 1, f"head_dropout {self.head_dropout} must be in [0, 1)")
         need(self.in_channels in (1, 3), f"in_channels {self.in_channels} must be 1 or 3")
         need(self.num_classes >= 2, f"num_classes {self.num_classes} must be >= 2")
         need(self.loss in LOSS_NAMES, f"loss {self.loss!r} not in {LOSS_NAMES}")
+        need(0 <= self.warmup_epochs < self.max_epochs or self.warmup_epochs == 0,
+             f"warmup_epochs {self.warmup_epochs} must be below max_epochs {self.max_epochs}")
+        need(self.class_weighting in WEIGHTING_SCHEMES, f"class_weighting {self.class_weighting!r} not in {WEIGHTING_SCHEMES}")
+        need(self.class_weight_cap >= 1, "class_weight_cap must be >= 1")
+        need(self.oversample_rare >= 1, "oversample_rare must be >= 1")
         need(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
-        need(self.lr > 0 and self.weight_decay >= 0, "lr must be > 0 and weight_decay >= 0")
+        need(self.scheduler in SCHEDULERS, f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
+        need(self.lr > 0 and self.warmup_lr > 0 and self.weight_decay >= 0, "lr, warmup_lr must be > 0 and weight_decay >= 0")
         need(self.batch_size >= 1 and self.max_epochs >= 1, "batch_size and max_epochs must be >= 1")
+        need(self.early_stop_patience is None or self.early_stop_patience >= 1, "early_stop_patience must be >= 1 or None")
+        for name in ("copy_paste", "shift_scale_rotate", "brightness_contrast", "gamma", "blur_noise", "distortion", "cutmix"):
+            need(0 <= getattr(self, name) <= 1, f"{name} {getattr(self, name)} must be in [0, 1]")
         need(len(self.crop) == 2 and all(c % 2 ** self.encoder_depth == 0 for c in self.crop),
              f"crop {self.crop} must be (H, W) divisible by 2**encoder_depth = {2 ** self.encoder_depth}")
         need(len(self.mean) == len(self.std) == self.in_channels, "mean/std need one value per input channel")
         need(not self.class_names or len(self.class_names) == self.num_classes, "class_names needs num_classes names")
+        need(self.class_pixel_counts is None or len(self.class_pixel_counts) == self.num_classes,
+             "class_pixel_counts needs one count per class")
+        need(self.class_weighting == "none" or self.class_pixel_counts is not None,
+             f"class_weighting {self.class_weighting!r} needs class_pixel_counts")
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrialConfig":
         """Build from Ray's flat dict; an unknown key is an error, never silently ignored."""
         known = {f.name for f in dataclasses.fields(cls)}
+        # `field@branch` is the same field sampled from another choice set in one branch of a space
+        values = {k.split("@", 1)[0]: v for k, v in values.items()}
         unknown = sorted(set(values) - known)
         if unknown:
             raise KeyError(f"unknown trial parameter(s) {unknown}; valid: {sorted(known)}")
-        tuples = {"crop", "exclude_from_mean", "class_names", "mean", "std", "class_weights"}
-        return cls(**{k: tuple(v) if k in tuples and v is not None else v for k, v in values.items()})
+        return cls(**{k: tuple(v) if k in _TUPLES and v is not None else v for k, v in values.items()})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

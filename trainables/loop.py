@@ -12,7 +12,8 @@ from trainables.config import TrialConfig
 from trainables.model import predict_logits
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, max_steps: int | None = None) -> float:
+def train_epoch(model, loader, loss_fn, optimizer, device, max_steps: int | None = None,
+                grad_clip: float | None = None) -> float:
     """Mean training loss over the epoch; a non-finite loss stops the trial with the reason."""
     model.train()
     total, steps = 0.0, 0
@@ -25,6 +26,8 @@ def train_epoch(model, loader, loss_fn, optimizer, device, max_steps: int | None
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         total, steps = total + loss.item(), steps + 1
     return total / max(steps, 1)

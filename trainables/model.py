@@ -11,8 +11,19 @@ import torch.nn.functional as F
 from trainables.config import TrialConfig
 
 _LIST_DECODERS = {"Unet", "UnetPlusPlus", "MAnet"}
+_INTERPOLATING = {"Unet", "UnetPlusPlus", "MAnet", "FPN"}
+_ATTENTION = {"Unet", "UnetPlusPlus"}
+_NO_DILATION = ("densenet", "vgg", "tu-densenet", "tu-vgg")
+"""Encoder families DeepLabV3Plus cannot dilate (smp refuses them)."""
 PAD_MULTIPLE = 32
 """Inputs are padded to a multiple of 32: enough for every architecture at depth <= 5."""
+
+
+def is_valid_combination(architecture: str, encoder: str, depth: int) -> bool:
+    """The smp combinations that build and return full-size maps (probed on smp 0.6.0)."""
+    if architecture == "FPN" and depth != 5:
+        return False  # FPN returns 2x or 4x too large maps below depth 5
+    return not (architecture == "DeepLabV3Plus" and encoder.startswith(_NO_DILATION))
 
 
 def decoder_channels(depth: int) -> tuple[int, ...]:
@@ -25,7 +36,13 @@ def build_model(cfg: TrialConfig) -> torch.nn.Module:
                   in_channels=cfg.in_channels, classes=cfg.num_classes)
     if cfg.architecture in _LIST_DECODERS:
         kwargs["decoder_channels"] = decoder_channels(cfg.encoder_depth)
+    if cfg.architecture in _INTERPOLATING:
+        kwargs["decoder_interpolation"] = cfg.decoder_interpolation
+    if cfg.architecture in _ATTENTION and cfg.decoder_attention:
+        kwargs["decoder_attention_type"] = "scse"
     model = smp.create_model(cfg.architecture, **kwargs)
+    if cfg.head_dropout > 0:
+        model.segmentation_head = torch.nn.Sequential(torch.nn.Dropout2d(cfg.head_dropout), model.segmentation_head)
     _check_output_size(model, cfg)
     if cfg.encoder_weights:
         load_encoder_weights(model, cfg.encoder_weights)

@@ -12,14 +12,17 @@ from typing import Callable
 
 import torch
 from ray import tune
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from segtune import names
 from segtune.data import CropDataset, SegmentationData, WholeImageDataset
+from trainables.augment import build_augmenter, rarest_class
+from trainables.class_weights import class_weights, pixel_counts
 from trainables.config import TrialConfig
 from trainables.loop import evaluate, train_epoch
 from trainables.losses import build_loss
 from trainables.model import build_model
+from trainables.schedule import MAIN, WARMUP, patience_exhausted, stage_of, start_stage, step_scheduler
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -48,49 +51,72 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
               report: Callable[[dict, dict], None], state: dict | None = None) -> None:
     """build -> resume -> epoch loop -> report(metrics, checkpoint state); no Ray needed."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, optimizer, loss_fn = build_training(cfg, device)
-    start_epoch, best = resume(state, model, optimizer)
-    train_set = CropDataset(data, splits["train"], cfg.crop, cfg.mean, cfg.std, cfg.seed, cfg.ignore_index)
+    model, optimizer, losses = build_training(cfg, device)
+    start_epoch, history = (1, []) if state is None else (state["epoch"] + 1, list(state["history"]))
+    scheduler = start_stage(cfg, optimizer, stage_of(cfg, start_epoch))
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler"):
+            scheduler.load_state_dict(state["scheduler"])
+    train_set, sampler_weights = build_train_set(cfg, data, splits["train"])
     val_loader = DataLoader(WholeImageDataset(data, splits["val"], cfg.mean, cfg.std),
                             batch_size=1, num_workers=cfg.num_workers)
     for epoch in range(start_epoch, cfg.max_epochs + 1):
-        train_set.epoch = epoch
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=len(train_set) > cfg.batch_size,
-                            num_workers=cfg.num_workers, generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch))
-        train_loss = train_epoch(model, loader, loss_fn, optimizer, device, cfg.steps_per_epoch)
-        result = evaluate(model, val_loader, loss_fn, cfg, device)
-        best = max(best, result[names.VAL_MIOU])
-        result.update({names.EPOCH: epoch, names.TRAIN_LOSS: train_loss, names.BEST_VAL_MIOU: best,
-                       names.LR: optimizer.param_groups[0]["lr"]})
-        report(result, checkpoint_state(model, optimizer, epoch, best, cfg))
+        stage = stage_of(cfg, epoch)
+        if epoch > start_epoch and stage != stage_of(cfg, epoch - 1):
+            scheduler = start_stage(cfg, optimizer, stage)
+        lr = optimizer.param_groups[0]["lr"]
+        train_loss = train_epoch(model, train_loader(cfg, train_set, sampler_weights, epoch), losses[stage],
+                                 optimizer, device, cfg.steps_per_epoch, cfg.grad_clip)
+        result = evaluate(model, val_loader, losses[stage], cfg, device)
+        history.append(result[names.VAL_MIOU])
+        if stage == MAIN:
+            step_scheduler(scheduler, result[names.VAL_MIOU])
+        stop = patience_exhausted(history, cfg.early_stop_patience, cfg.early_stop_min_delta)
+        result.update({names.EPOCH: epoch, names.TRAIN_LOSS: train_loss, names.BEST_VAL_MIOU: max(history),
+                       names.LR: lr, names.LOSS_STAGE: int(stage == MAIN), names.EARLY_STOPPED: int(stop)})
+        report(result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                        "history": history, "trial_config": cfg.to_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None})
+        if stop:
+            return
 
 
 def build_training(cfg: TrialConfig, device: torch.device):
+    """Model, optimizer and the loss of each stage (cross-entropy warm-up, then cfg.loss)."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg).to(device)
-    optimizers = {
-        "adam": lambda p: torch.optim.Adam(p, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "adamw": lambda p: torch.optim.AdamW(p, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "nadam": lambda p: torch.optim.NAdam(p, lr=cfg.lr, weight_decay=cfg.weight_decay),
-        "sgd": lambda p: torch.optim.SGD(p, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay),
-    }
-    optimizer = optimizers[cfg.optimizer](model.parameters())
-    return model, optimizer, build_loss(cfg.loss, cfg.ignore_index, cfg.class_weights)
+    optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
+                  "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw)}
+    optimizer = optimizers[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    weights = None if cfg.class_weighting == "none" else class_weights(cfg.class_pixel_counts, cfg.class_weighting,
+                                                                        cfg.class_weight_cap)
+    main = build_loss(cfg.loss, cfg.ignore_index, weights, tversky_alpha=cfg.tversky_alpha,
+                      tversky_beta=cfg.tversky_beta, focal_gamma=cfg.focal_gamma, dice_weight=cfg.dice_weight,
+                      weight_cap=cfg.class_weight_cap)
+    return model, optimizer, {WARMUP: build_loss("cross_entropy", cfg.ignore_index), MAIN: main}
 
 
-def checkpoint_state(model, optimizer, epoch: int, best: float, cfg: TrialConfig) -> dict:
-    """A checkpoint rebuilds itself: weights, optimizer, epoch and the TrialConfig that made them."""
-    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-            "best_val_miou": best, "trial_config": cfg.to_dict()}
+def build_train_set(cfg: TrialConfig, data: SegmentationData, ids: list[str]):
+    """Random crops with augmentation; images holding the rarest class weighted by oversample_rare."""
+    counts = cfg.class_pixel_counts or pixel_counts([data.masks[data.index_of()[i]] for i in ids], cfg.num_classes)
+    rare = rarest_class(counts)
+    augment = build_augmenter(cfg, data, ids, rare)
+    train_set = CropDataset(data, ids, cfg.crop, cfg.mean, cfg.std, cfg.seed, cfg.ignore_index, augment)
+    if cfg.oversample_rare == 1:
+        return train_set, None
+    index = data.index_of()
+    has_rare = [bool((data.masks[index[i]] == rare).any()) for i in ids]
+    return train_set, [cfg.oversample_rare if flag else 1.0 for flag in has_rare]
 
 
-def resume(state: dict | None, model, optimizer) -> tuple[int, float]:
-    """Load a checkpoint state after a restart; returns (first epoch to run, best mIoU so far)."""
-    if state is None:
-        return 1, 0.0
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    return state["epoch"] + 1, state["best_val_miou"]
+def train_loader(cfg: TrialConfig, train_set: CropDataset, sampler_weights, epoch: int) -> DataLoader:
+    train_set.epoch = epoch
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    sampler = None if sampler_weights is None else WeightedRandomSampler(sampler_weights, len(train_set), generator=generator)
+    return DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
+                      drop_last=len(train_set) > cfg.batch_size, num_workers=cfg.num_workers, generator=generator)
 
 
 def load_model(checkpoint_file: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrialConfig]:

@@ -25,24 +25,31 @@ class CropDataset(Dataset):
     """Random (H, W) crops, padded where an image is smaller; the crop depends on seed, epoch and item."""
 
     def __init__(self, data: SegmentationData, ids: list[str], crop: tuple[int, int], mean, std,
-                 seed: int, pad_value: int):
+                 seed: int, pad_value: int, augment=None):
         index = data.index_of()
         self.items = [index[i] for i in ids]
         self.data, self.crop, self.mean, self.std = data, tuple(crop), mean, std
-        self.seed, self.pad_value, self.epoch = seed, pad_value, 0
+        self.seed, self.pad_value, self.epoch, self.augment = seed, pad_value, 0, augment
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, position: int):
-        item = self.items[position]
         rng = np.random.default_rng((self.seed, self.epoch, position))
-        image, mask = self.data.images[item], self.data.masks[item]
-        image, mask = _pad_to(image, mask, self.crop, self.pad_value)
+        image, mask = self.random_crop(rng, self.items[position])
+        if self.augment is not None:
+            # augment(image, mask, rng, draw_other): draw_other gives another random crop (CutMix)
+            image, mask = self.augment(image, mask, rng, self.random_crop)
+        return to_tensor(image, self.mean, self.std), torch.from_numpy(mask.astype(np.int64))
+
+    def random_crop(self, rng: np.random.Generator, item: int | None = None):
+        """A random crop of `item` (a random training image if None) as (H, W, C) and (H, W) arrays."""
+        item = self.items[int(rng.integers(len(self.items)))] if item is None else item
+        image, mask = _pad_to(self.data.images[item], self.data.masks[item], self.crop, self.pad_value)
         top = int(rng.integers(0, image.shape[0] - self.crop[0] + 1))
         left = int(rng.integers(0, image.shape[1] - self.crop[1] + 1))
         window = (slice(top, top + self.crop[0]), slice(left, left + self.crop[1]))
-        return to_tensor(image[window], self.mean, self.std), torch.from_numpy(mask[window].astype(np.int64))
+        return image[window], mask[window]
 
 
 class WholeImageDataset(Dataset):

@@ -12,11 +12,13 @@ SPLITS = ("train", "val", "test")
 
 
 def make_splits(data: SegmentationData, val_fraction: float, test_fraction: float,
-                seed: int) -> dict[str, list[str]]:
+                seed: int, groups: list[set[str]] | None = None) -> dict[str, list[str]]:
     """Split ids so that every class present in >= 3 images appears in every split.
 
     A dataset's own train/val/test files are kept; a missing split is carved from train.
     An id listed in two of the dataset's splits is kept in the later (evaluation) split only.
+    `groups` (e.g. near-duplicate images) are carved as units: a group's training images all stay
+    in train or all go to the same carved split; overlapping groups merge.
     """
     own = {name: list(ids) for name, ids in data.splits.items()}
     if "train" not in own:
@@ -33,7 +35,7 @@ def make_splits(data: SegmentationData, val_fraction: float, test_fraction: floa
     wanted = {"val": val_fraction, "test": test_fraction}
     total = sum(len(v) for v in own.values())
     sizes = {s: max(1, round(total * f)) for s, f in wanted.items() if s not in own and f > 0}
-    carved = _stratified_take(pool, present, sizes, seed)
+    carved = _stratified_take(pool, present, sizes, seed, groups or [])
     splits = {s: own.get(s, carved.get(s, [])) for s in ("val", "test")}
     splits["train"] = [i for i in pool if not any(i in carved.get(s, []) for s in carved)]
     return {s: sorted(splits[s]) for s in SPLITS}
@@ -51,10 +53,13 @@ def _remove_overlaps(own: dict[str, list[str]]) -> None:
 
 
 def _stratified_take(pool: list[str], present: dict[str, set[int]], sizes: dict[str, int],
-                     seed: int) -> dict[str, list[str]]:
-    """Take `sizes[split]` ids out of `pool`: rarest classes first, one image each, then at random."""
+                     seed: int, groups: list[set[str]]) -> dict[str, list[str]]:
+    """Take `sizes[split]` ids out of `pool`: rarest classes first, one unit each, then at random.
+
+    A unit is one id, or the pool's members of a group; a unit is taken whole and only where it fits.
+    """
     rng = np.random.default_rng(seed)
-    remaining = [pool[i] for i in rng.permutation(len(pool))]
+    remaining = _units([pool[i] for i in rng.permutation(len(pool))], groups)
     taken: dict[str, list[str]] = {s: [] for s in sizes}
     if sum(sizes.values()) >= len(pool):
         raise ValueError(f"cannot carve {sizes} out of {len(pool)} training images; lower val_fraction/test_fraction")
@@ -63,14 +68,36 @@ def _stratified_take(pool: list[str], present: dict[str, set[int]], sizes: dict[
         for c in ids:
             counts[c] = counts.get(c, 0) + 1
     for cls in sorted(counts, key=lambda c: (counts[c], c)):
-        holders = [i for i in remaining if cls in present[i]]
+        holders = [u for u in remaining if any(cls in present[i] for i in u)]
         for split in sizes:
             has_it = any(cls in present[i] for i in taken[split])
-            if not has_it and len(taken[split]) < sizes[split] and len(holders) > 1:
-                chosen = holders.pop(0)
-                taken[split].append(chosen)
+            room = sizes[split] - len(taken[split])
+            chosen = next((u for u in holders if len(u) <= room), None)
+            if not has_it and chosen is not None and len(holders) > 1:
+                holders.remove(chosen)
+                taken[split].extend(chosen)
                 remaining.remove(chosen)
     for split, size in sizes.items():
-        while len(taken[split]) < size:
-            taken[split].append(remaining.pop(0))
+        while (chosen := next((u for u in remaining if len(u) <= size - len(taken[split])), None)) is not None:
+            taken[split].extend(chosen)
+            remaining.remove(chosen)
     return taken
+
+
+def _units(ordered: list[str], groups: list[set[str]]) -> list[list[str]]:
+    """`ordered` ids bundled by group (overlapping groups merged), each unit where its first id stood."""
+    owner = {i: i for i in ordered}
+
+    def root(i):
+        while owner[i] != i:
+            owner[i] = owner[owner[i]]
+            i = owner[i]
+        return i
+    for group in groups:
+        members = [i for i in group if i in owner]
+        for other in members[1:]:
+            owner[root(other)] = root(members[0])
+    units: dict[str, list[str]] = {}
+    for i in ordered:
+        units.setdefault(root(i), []).append(i)
+    return list(units.values())

@@ -16,8 +16,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from search import load_config, run_search
+from search.driver import load_searcher
 from search.run import SMOKE_TEST
 from segtune import names
+from segtune.paths import experiment_paths
 from spaces import SPACES, smoke_space
 from trainables import load_model
 
@@ -34,9 +36,9 @@ def local_ray():
 
 
 def smoke_space_with_a_broken_trial(trial):
-    """Trial 1 gets an invalid batch size: its TrialConfig raises inside the trial."""
+    """Trial 1 names an encoder timm does not have: building its model raises inside the trial."""
     smoke_space(trial)
-    return {"batch_size": 0} if trial.number == 1 else None
+    return {"encoder": "tu-no_such_encoder"} if trial.number == 1 else None
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +84,7 @@ def test_asha_stopped_some_trials_and_they_reach_optuna_as_pruned(finished_searc
 def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(finished_search):
     cfg, outcome, _ = finished_search
     failed = [r for r in outcome.leaderboard if r["outcome"] == "failed"]
-    assert len(failed) == 1 and "batch_size" in failed[0]["error"]
+    assert len(failed) == 1 and "no_such_encoder" in failed[0]["error"]
     assert len(outcome.leaderboard) == cfg.num_samples
 
 
@@ -155,6 +157,8 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
         row = next(r for r in rows if f"trial_{r['trial_id']}" == trial)
         if int(row["epochs"]) == lines:
             assert result_lines == lines
+    searcher = load_searcher(experiment_paths(str(tmp_path), "killed"), max_epochs=2)
+    assert len(searcher.study.trials) == 5  # the study from before the kill was restored, not restarted
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("segtune").experiment_id])
     assert not [r for r in runs if r.info.status == "RUNNING"]

@@ -1,0 +1,92 @@
+"""Know the data before searching: `segtune inspect DATA`.
+
+    segtune inspect ../shared/datasets/camvid
+    segtune inspect tiles.npz --classes a,b,c,d,e --depth 4 --crop 64x128
+    segtune inspect DATA --colour-map "0,0,0=0;255,255,255=1;216,67,82=2" --classes background,crop,weed
+
+Prints and saves (under --output) class shares overall and per split, suggested class weights,
+size checks for the network depth, a tiling plan, near-duplicate images, images sharing a mask,
+outliers, split leakage, and an editable exclusion list for `segtune search --exclude-file`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from segtune.data import DataError, load_dataset
+from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD
+from segtune.inspect.hashing import HASH_BITS
+from segtune.inspect.inspection import OUTLIER_Z, inspect_dataset
+from segtune.inspect.outputs import dataset_name, write_outputs
+from segtune.inspect.report import format_report
+
+
+def _size(text: str) -> tuple[int, int]:
+    """'256x192' or '256,192' -> (256, 192)"""
+    parts = text.lower().replace("x", ",").split(",")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HxW, e.g. 256x256")
+    return int(parts[0]), int(parts[1])
+
+
+def _colour_map(text: str) -> dict[str, int]:
+    """'255,255,255=1;216,67,82=2' -> {'255,255,255': 1, '216,67,82': 2}"""
+    try:
+        return {key.strip(): int(value) for key, value in (item.split("=") for item in text.split(";") if item)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'R,G,B=class;R,G,B=class'") from None
+
+
+def _ignore_index(text: str) -> int | None:
+    return None if text.lower() in ("none", "null") else int(text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segtune inspect", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", help="dataset folder (images/ + masks/), an .npz of (N, 2, H, W) pairs, or 'synthetic'")
+    parser.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
+                        help="class names in index order, when the data has no classes.json")
+    parser.add_argument("--colour-map", type=_colour_map, help="RGB colour masks: 'R,G,B=class;R,G,B=class'")
+    parser.add_argument("--ignore-index", type=_ignore_index, default=255,
+                        help="mask value that is not a class; 'none' if every pixel is labelled (default 255)")
+    parser.add_argument("--resize", type=_size, help="resize images to HxW when read, as the search would")
+    parser.add_argument("--depth", type=int, default=5, help="encoder depth: sizes must divide by 2**depth (default 5)")
+    parser.add_argument("--crop", type=_size, default=(256, 256),
+                        help="training crop HxW for the tiling plan (default 256x256)")
+    parser.add_argument("--hash-threshold", type=int, default=DEFAULT_HASH_THRESHOLD,
+                        help=f"largest perceptual-hash distance (of {HASH_BITS} bits) between near-duplicates "
+                             f"(default {DEFAULT_HASH_THRESHOLD})")
+    parser.add_argument("--outlier-z", type=float, default=OUTLIER_Z,
+                        help=f"robust z-score beyond which an image is an outlier (default {OUTLIER_Z})")
+    parser.add_argument("--output", help="folder for the report (default segtune_inspect/<dataset name>)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    started = time.perf_counter()
+    try:
+        data = load_dataset(args.data, classes=args.classes, colour_map=args.colour_map,
+                            ignore_index=args.ignore_index, resize=args.resize)
+    except DataError as error:
+        print(f"segtune inspect: {error}", file=sys.stderr)
+        return 2
+    if any(c % 2 ** args.depth for c in args.crop):
+        print(f"segtune inspect: note: --crop {args.crop[0]}x{args.crop[1]} is not a multiple of 2**depth "
+              f"({2 ** args.depth}); a trial would refuse it", file=sys.stderr)
+    report = inspect_dataset(data, depth=args.depth, crop=args.crop, hash_threshold=args.hash_threshold,
+                             outlier_z=args.outlier_z)
+    folder = Path(args.output or Path("segtune_inspect") / dataset_name(args.data))
+    report = write_outputs(report, data, folder)
+    print(format_report(report), end="")
+    print(f"\nreport written to {folder}/ (report.txt, report.json, exclusions.txt, contact_sheets/) "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

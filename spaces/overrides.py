@@ -1,0 +1,131 @@
+"""Narrow or widen a space from the YAML config, without writing Python.
+
+    space_overrides:
+      architecture: [Unet, FPN]          # a list: the choices (a subset, or new ones)
+      lr: {low: 1.0e-4, high: 1.0e-2}    # a mapping: a new range (log scale kept unless `log` is given)
+      batch_size: 16                     # a single value: fixed, no longer searched
+
+validate_space() samples the overridden space before any trial starts and refuses an override
+that names no parameter of the space or produces a configuration a trial would reject.
+"""
+
+from __future__ import annotations
+
+import optuna
+
+_MISSING = object()
+
+
+def field_name(param: str) -> str:
+    """`encoder@dilatable` -> `encoder`: the TrialConfig field a parameter sets."""
+    return param.split("@", 1)[0]
+
+
+class OverriddenSpace:
+    """A define-by-run space whose suggestions follow the overrides (picklable, for Ray's searcher state)."""
+
+    def __init__(self, space, overrides: dict):
+        self.space, self.overrides = space, dict(overrides)
+
+    def __call__(self, trial) -> dict:
+        wrapped = _OverriddenTrial(trial, self.overrides)
+        constants = self.space(wrapped) or {}
+        return {**constants, **wrapped.fixed}
+
+
+def apply_overrides(space, overrides: dict) -> OverriddenSpace:
+    return OverriddenSpace(space, overrides)
+
+
+class _OverriddenTrial:
+    def __init__(self, trial, overrides: dict):
+        self._trial, self._overrides, self.fixed = trial, overrides, {}
+
+    def __getattr__(self, name):
+        return getattr(self._trial, name)
+
+    def _rule(self, name):
+        return self._overrides.get(field_name(name), _MISSING)
+
+    def _fixed_or_choices(self, name, rule):
+        if isinstance(rule, list):
+            if not rule:
+                raise ValueError(f"option space_overrides.{field_name(name)}: the list of choices is empty")
+            return self._trial.suggest_categorical(name, rule)
+        self.fixed[field_name(name)] = rule
+        return rule
+
+    def suggest_categorical(self, name, choices):
+        rule = self._rule(name)
+        if rule is _MISSING:
+            return self._trial.suggest_categorical(name, choices)
+        if isinstance(rule, dict):
+            raise ValueError(f"option space_overrides.{field_name(name)}: is a choice among {list(choices)}; "
+                             "give a list of choices or one value, not a range")
+        return self._fixed_or_choices(name, rule)
+
+    def suggest_int(self, name, low, high, step=1, log=False):
+        rule = self._rule(name)
+        if rule is _MISSING:
+            return self._trial.suggest_int(name, low, high, step=step, log=log)
+        if isinstance(rule, dict):
+            low, high = _range(name, rule)
+            return self._trial.suggest_int(name, int(low), int(high), log=bool(rule.get("log", log)))
+        return self._fixed_or_choices(name, rule)
+
+    def suggest_float(self, name, low, high, step=None, log=False):
+        rule = self._rule(name)
+        if rule is _MISSING:
+            return self._trial.suggest_float(name, low, high, step=step, log=log)
+        if isinstance(rule, dict):
+            low, high = _range(name, rule)
+            return self._trial.suggest_float(name, float(low), float(high), log=bool(rule.get("log", log)))
+        return self._fixed_or_choices(name, rule)
+
+
+def allows(rule, value) -> bool:
+    """Whether an override keeps `value` possible (recipes keep such values, drop the others)."""
+    if isinstance(rule, list):
+        return value in rule
+    if isinstance(rule, dict):
+        return float(rule["low"]) <= value <= float(rule["high"])
+    return value == rule
+
+
+def _range(name, rule: dict):
+    unknown = set(rule) - {"low", "high", "log"}
+    if unknown or "low" not in rule or "high" not in rule or not float(rule["low"]) < float(rule["high"]):
+        raise ValueError(f"option space_overrides.{field_name(name)}: a range needs low < high "
+                         f"(and optionally log), got {rule}")
+    return rule["low"], rule["high"]
+
+
+def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int, samples: int = 64) -> None:
+    """Sample the space like a search would and check every configuration before any compute."""
+    from trainables import TrialConfig
+    from trainables.model import is_valid_combination
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen, longest_warmup = set(), 0
+    for _ in range(samples):
+        trial = study.ask()
+        constants = space(trial) or {}
+        config = {field_name(k): v for k, v in {**trial.params, **constants}.items()}
+        seen |= set(config)
+        try:
+            cfg = TrialConfig.from_dict({**fixed, **config})
+        except (ValueError, KeyError) as error:
+            raise ValueError(f"option space_overrides: the space samples an invalid trial {config}: {error}") from None
+        if not is_valid_combination(cfg.architecture, cfg.encoder, cfg.encoder_depth):
+            raise ValueError(f"option space_overrides: {cfg.architecture} with {cfg.encoder} at depth "
+                             f"{cfg.encoder_depth} cannot be built; drop one of them from the overrides")
+        longest_warmup = max(longest_warmup, cfg.warmup_epochs)
+        study.tell(trial, 0.0)
+    unknown = sorted(set(overrides or {}) - seen)
+    if unknown:
+        raise ValueError(f"option space_overrides: {unknown} are not parameters of this space; "
+                         f"its parameters: {sorted(seen - set(fixed))}")
+    if longest_warmup >= grace_period:
+        raise ValueError(f"option grace_period: the space warms up with cross-entropy for up to {longest_warmup} "
+                         f"epoch(s); set grace_period to at least {longest_warmup + 1} so ASHA judges trials after "
+                         "the switch")

@@ -1,0 +1,61 @@
+import optuna
+import pytest
+
+from search.config import load_config
+from search.fixed import fixed_trial_params
+from segtune.data import make_splits, make_synthetic
+from spaces import get_recipes, get_space
+from spaces.overrides import field_name, validate_space
+
+
+@pytest.fixture(scope="module")
+def fixed():
+    data = make_synthetic(count=12)
+    return fixed_trial_params(load_config(None, {}), data, make_splits(data, 0.2, 0.0, seed=0))
+
+
+def sample(space, count=40):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    for _ in range(count):
+        trial = study.ask()
+        constants = space(trial) or {}
+        yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
+        study.tell(trial, 0.0)
+
+
+def test_yaml_override_narrows_widens_and_fixes(tmp_path, fixed):
+    file = tmp_path / "c.yaml"
+    file.write_text(
+        "space: terrain\ngrace_period: 3\nspace_overrides:\n"
+        "  architecture: [Unet, FPN]\n"            # narrow a choice
+        "  encoder: [tu-resnet18, resnet18]\n"     # widen: resnet18 is not in the terrain preset
+        "  lr: {low: 1.0e-4, high: 2.0e-4}\n"      # a new range
+        "  batch_size: 16\n")                      # fixed
+    cfg = load_config(str(file))
+    space = get_space(cfg.space, cfg.space_overrides)
+    validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
+    configs = list(sample(space))
+    assert {c["architecture"] for c in configs} == {"Unet", "FPN"}
+    assert {c["encoder"] for c in configs} == {"tu-resnet18", "resnet18"}
+    assert all(1e-4 <= c["lr"] <= 2e-4 for c in configs)
+    assert {c["batch_size"] for c in configs} == {16}
+    recipe = get_recipes("terrain", cfg.space_overrides)[0]
+    assert "lr" not in recipe and recipe["architecture"] == "Unet" and recipe["batch_size"] == 16
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"learning_rate": [0.1]}, "learning_rate"),                # not a parameter of the space
+    ({"architecture": {"low": 1, "high": 2}}, "architecture"),  # a range for a choice
+    ({"architecture": ["NoSuchNet"]}, "NoSuchNet"),             # a value a trial would reject
+    ({"lr": {"low": 1e-2, "high": 1e-4}}, "low < high"),
+    ({"architecture": ["DeepLabV3Plus"], "encoder": ["vgg11_bn"]}, "cannot be built"),
+])
+def test_invalid_overrides_are_refused_before_any_compute(overrides, message, fixed):
+    with pytest.raises(ValueError, match=message):
+        validate_space(get_space("generic", overrides), overrides, fixed, grace_period=3)
+
+
+def test_grace_period_must_come_after_the_loss_switch(fixed):
+    with pytest.raises(ValueError, match="grace_period"):
+        validate_space(get_space("terrain"), None, fixed, grace_period=2)
+    validate_space(get_space("terrain"), None, fixed, grace_period=3)
