@@ -47,25 +47,11 @@ class SearchOutcome:
 def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)))
     paths = experiment_paths(cfg.storage_path, cfg.name)
-    if resume:
-        cfg, splits = _resume_inputs(paths)
-    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
-                        ignore_index=cfg.ignore_index, resize=cfg.resize)
-    # a resumed search reads the list it saved, not the (maybe since edited) original
-    data, excluded = exclude_images(data, paths.exclusions if resume and paths.exclusions.exists() else cfg.exclude_file)
-    if not resume:
-        if paths.config.exists():
-            raise FileExistsError(f"experiment {paths.root} exists; pass --resume to continue it or choose another --name")
-        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed, groups=duplicate_groups(data))
+    cfg, data, splits, excluded = _prepare_inputs(cfg, paths, resume)
     fixed = fixed_trial_params(cfg, data, splits)
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
-    paths.create()
-    save_config(cfg, paths.config)
-    paths.splits.write_text(json.dumps(splits, indent=1))
-    if excluded:
-        write_exclusions(paths.exclusions, excluded, f"left out of every split; from exclude_file {cfg.exclude_file}")
-        print(f"excluded {len(excluded)} image(s) listed in {cfg.exclude_file} (saved as {paths.exclusions})")
+    _save_inputs(cfg, paths, splits, excluded)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
 
@@ -84,7 +70,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     except KeyboardInterrupt:
         tracker.close_open_children()
         tracker.finish_parent("KILLED")
-        print(f"\ninterrupted; continue with: python search/run.py --resume --name {cfg.name} --storage-path {cfg.storage_path}")
+        print(_resume_hint(cfg))
         raise
     searcher = load_searcher(paths, cfg.max_epochs)
     tracker.close_open_children()
@@ -95,9 +81,37 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     tracker.finish_parent("KILLED" if interrupted else "FINISHED")
     _print_summary(cfg, paths, rows)
     if interrupted:
-        print(f"search interrupted; continue with: python search/run.py --resume --name {cfg.name} "
-              f"--storage-path {cfg.storage_path}")
+        print(_resume_hint(cfg))
     return SearchOutcome(paths, rows, parent_id, results, searcher)
+
+
+def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
+    """Data, exclusions and splits, all checked before any compute; a resumed search reuses its own."""
+    if resume:
+        cfg, splits = _resume_inputs(paths)
+    elif paths.config.exists():
+        raise FileExistsError(f"experiment {paths.root} exists; pass --resume to continue it or choose another --name")
+    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
+                        ignore_index=cfg.ignore_index, resize=cfg.resize)
+    # a resumed search reads the list it saved, not the (maybe since edited) original
+    data, excluded = exclude_images(data, paths.exclusions if resume and paths.exclusions.exists() else cfg.exclude_file)
+    if not resume:
+        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed, groups=duplicate_groups(data))
+    return cfg, data, splits, excluded
+
+
+def _save_inputs(cfg: SearchConfig, paths: ExperimentPaths, splits, excluded) -> None:
+    """Every experiment folder holds the config, splits and exclusions that made it."""
+    paths.create()
+    save_config(cfg, paths.config)
+    paths.splits.write_text(json.dumps(splits, indent=1))
+    if excluded:
+        write_exclusions(paths.exclusions, excluded, f"left out of every split; from exclude_file {cfg.exclude_file}")
+        print(f"excluded {len(excluded)} image(s) listed in {cfg.exclude_file} (saved as {paths.exclusions})")
+
+
+def _resume_hint(cfg: SearchConfig) -> str:
+    return f"search interrupted; continue with: python search/run.py --resume --name {cfg.name} --storage-path {cfg.storage_path}"
 
 
 def _timestamped(space: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from ray import tune
 
 from segtune import names
+from segtune.tracking import trial_error_text
 
 
 class ProgressLine(tune.Callback):
@@ -26,9 +27,8 @@ class ProgressLine(tune.Callback):
               flush=True)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error()
-        print(f"[{trial.trial_id}] FAILED: {str(error).strip().splitlines()[-1] if error else 'unknown error'}"
-              " (the search goes on)", flush=True)
+        last_line = trial_error_text(trial).splitlines()[-1]
+        print(f"[{trial.trial_id}] FAILED: {last_line} (the search goes on)", flush=True)
 
 
 def format_leaderboard(rows: list[dict], limit: int = 10) -> str:

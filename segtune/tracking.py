@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from pathlib import Path
 
 import mlflow
 from mlflow.entities import RunStatus
@@ -157,5 +158,16 @@ class MlflowTrialCallback(tune.Callback):
         self.tracker.close_child(trial.trial_id, self._params(trial), outcome)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error()
-        self.tracker.close_child(trial.trial_id, self._params(trial), "failed", str(error) if error else "error")
+        self.tracker.close_child(trial.trial_id, self._params(trial), "failed", trial_error_text(trial))
+
+
+def trial_error_text(trial) -> str:
+    """The failed trial's traceback, from the error file Ray has just written on the driver's disk.
+
+    (Trial.get_error() reads the copy in storage, which is not synced yet when callbacks run.)
+    """
+    path = trial.error_file
+    if path and Path(path).exists():
+        return Path(path).read_text(errors="replace").strip()
+    error = trial.get_error()
+    return str(error).strip() if error else "unknown error (no error file)"

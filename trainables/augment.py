@@ -19,8 +19,10 @@ def build_transform(cfg: TrialConfig) -> A.Compose | None:
     ops = []
     if cfg.flip:
         ops += [A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5)]
-    if cfg.rotate90:
+    if cfg.rotate90 and cfg.crop[0] == cfg.crop[1]:
         ops.append(A.RandomRotate90(p=0.5))
+    elif cfg.rotate90:  # a 90-degree turn would change a non-square crop's shape: turn by 180 only
+        ops.append(A.Compose([A.HorizontalFlip(p=1), A.VerticalFlip(p=1)], p=0.5))
     if strength := cfg.shift_scale_rotate:
         ops.append(A.Affine(translate_percent=(-0.1 * strength, 0.1 * strength), scale=(1 - 0.2 * strength, 1 + 0.2 * strength),
                             rotate=(-30 * strength, 30 * strength), p=0.5, **fill))

@@ -89,7 +89,7 @@ class TrialConfig:
     flip: bool = False
     """Random horizontal and vertical flips."""
     rotate90: bool = False
-    """Random 90-degree rotations."""
+    """Random 90-degree rotations (180 degrees only on non-square crops, which must keep their shape)."""
     shift_scale_rotate: float = 0.0
     """Strength 0-1 of random shift (x 0.1), scale (x 0.2) and rotation (x 30 degrees); 0 off."""
     brightness_contrast: float = 0.0

@@ -215,3 +215,17 @@ def test_images_with_the_rarest_class_are_oversampled():
     assert weights == [1.0, 4.0, 1.0, 1.0]
     _, weights = build_train_set(config(), data, ids)
     assert weights is None
+
+
+def test_every_augmentation_keeps_a_non_square_crop_its_shape():
+    # a 90-degree turn of a 64x96 crop would be 96x64 and break batching (found by a cwfid search)
+    from segtune.data import make_synthetic
+    data = make_synthetic(count=6)
+    cfg = TrialConfig(num_classes=4, crop=(64, 96), flip=True, rotate90=True, shift_scale_rotate=1.0,
+                      brightness_contrast=0.4, gamma=0.4, blur_noise=1.0, distortion=1.0, cutmix=1.0, copy_paste=1.0)
+    augmenter = build_augmenter(cfg, data, data.names, rare=3)
+    crop = np.zeros((64, 96, 3), np.uint8), np.zeros((64, 96), np.uint8)
+    draw_other = lambda rng: crop  # noqa: E731
+    for seed in range(40):
+        image, mask = augmenter(*crop, np.random.default_rng(seed), draw_other)
+        assert image.shape == (64, 96, 3) and mask.shape == (64, 96)
