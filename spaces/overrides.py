@@ -65,21 +65,18 @@ class _OverriddenTrial:
         return self._fixed_or_choices(name, rule)
 
     def suggest_int(self, name, low, high, step=1, log=False):
-        rule = self._rule(name)
-        if rule is _MISSING:
-            return self._trial.suggest_int(name, low, high, step=step, log=log)
-        if isinstance(rule, dict):
-            low, high = _range(name, rule)
-            return self._trial.suggest_int(name, int(low), int(high), log=bool(rule.get("log", log)))
-        return self._fixed_or_choices(name, rule)
+        return self._numeric(name, self._trial.suggest_int, int, low, high, step, log)
 
     def suggest_float(self, name, low, high, step=None, log=False):
+        return self._numeric(name, self._trial.suggest_float, float, low, high, step, log)
+
+    def _numeric(self, name, suggest, kind, low, high, step, log):
         rule = self._rule(name)
         if rule is _MISSING:
-            return self._trial.suggest_float(name, low, high, step=step, log=log)
+            return suggest(name, low, high, step=step, log=log)
         if isinstance(rule, dict):
             low, high = _range(name, rule)
-            return self._trial.suggest_float(name, float(low), float(high), log=bool(rule.get("log", log)))
+            return suggest(name, kind(low), kind(high), log=bool(rule.get("log", log)))
         return self._fixed_or_choices(name, rule)
 
 
