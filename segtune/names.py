@@ -27,6 +27,8 @@ TAG_OUTCOME = "segtune.outcome"
 TAG_TRIAL_ID = "segtune.trial_id"
 TAG_SEARCH = "segtune.search"
 TAG_ERROR = "segtune.error"
+TAG_KIND = "segtune.kind"
+"""What a child run that is not a trial holds (e.g. "ensemble")."""
 
 
 def class_iou_name(class_name: str) -> str:

@@ -68,7 +68,8 @@ class Tracker:
 
     def log_params(self, run_id: str, params: dict) -> None:
         for key, value in params.items():
-            self.client.log_param(run_id, key, str(value)[:6000])
+            # MLflow keys allow no '@'; branch-specific parameters (encoder@dilatable) become encoder:dilatable
+            self.client.log_param(run_id, key.replace("@", ":"), str(value)[:6000])
 
     @_tolerant
     def child(self, trial_id: str, params: dict) -> str:
@@ -116,8 +117,25 @@ class Tracker:
         return len(runs)
 
     @_tolerant
-    def log_artifact(self, path: str, folder: str | None = None) -> None:
-        self.client.log_artifact(self.parent_id, path, folder)
+    def log_artifact(self, path: str, folder: str | None = None, run_id: str | None = None) -> None:
+        self.client.log_artifact(run_id or self.parent_id, path, folder)
+
+    @_tolerant
+    def start_stage_run(self, kind: str, params: dict) -> str:
+        """A child of the parent run for work after the search (kind "ensemble"), tagged segtune.kind."""
+        run = self.client.create_run(self.experiment_id, run_name=kind, tags={PARENT_TAG: self.parent_id,
+                                                                                names.TAG_KIND: kind})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    @_tolerant
+    def log_metrics(self, run_id: str, metrics: dict) -> None:
+        finite = [mlflow.entities.Metric(k, float(v), 0, 0) for k, v in metrics.items() if math.isfinite(float(v))]
+        self.client.log_batch(run_id, metrics=finite)
+
+    @_tolerant
+    def finish_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status)
 
     @_tolerant
     def log_summary(self, metrics: dict) -> None:
