@@ -7,7 +7,7 @@ name; the trainable maps `encoder@dilatable` back to `encoder`.
 
 from __future__ import annotations
 
-from trainables.model import is_valid_combination
+from trainables.model import attention_builds, is_valid_combination
 
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer")
 ENCODER_FAMILIES = {
@@ -29,14 +29,14 @@ def suggest_model(trial, architectures=ARCHITECTURES, encoders=LIGHT_ENCODERS, d
         dilatable = [e for e in encoders if is_valid_combination("DeepLabV3Plus", e, 5)]
         trial.suggest_categorical("encoder@dilatable", dilatable)
     else:
-        trial.suggest_categorical("encoder", list(encoders))
+        encoder = trial.suggest_categorical("encoder", list(encoders))
     if architecture == "FPN":  # returns maps of the wrong size below depth 5
         fixed["encoder_depth"] = 5
     else:
-        trial.suggest_int("encoder_depth", depths[0], depths[1])
+        depth = trial.suggest_int("encoder_depth", depths[0], depths[1])
     if architecture in ("Unet", "UnetPlusPlus", "FPN"):
         trial.suggest_categorical("decoder_interpolation", ["nearest", "bilinear"])
-    if architecture in ("Unet", "UnetPlusPlus"):
+    if architecture in ("Unet", "UnetPlusPlus") and attention_builds(architecture, encoder, depth):
         trial.suggest_categorical("decoder_attention", [False, True])
     trial.suggest_float("head_dropout", 0.0, 0.3)
     return fixed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
@@ -24,6 +25,20 @@ def is_valid_combination(architecture: str, encoder: str, depth: int) -> bool:
     if architecture == "FPN" and depth != 5:
         return False  # FPN returns 2x or 4x too large maps below depth 5
     return not (architecture == "DeepLabV3Plus" and encoder.startswith(_NO_DILATION))
+
+
+@functools.lru_cache(maxsize=None)
+def attention_builds(architecture: str, encoder: str, depth: int) -> bool:
+    """Whether smp's scSE decoder attention works here: its squeeze divides channels by 16, so an
+    encoder with narrow stages (tu-mobilenetv3_small_050 under UnetPlusPlus) builds a 0-channel conv."""
+    try:
+        model = smp.create_model(architecture, encoder_name=encoder, encoder_depth=depth, encoder_weights=None,
+                                 decoder_channels=decoder_channels(depth), decoder_attention_type="scse")
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, 64, 64))
+    except RuntimeError:
+        return False
+    return True
 
 
 def decoder_channels(depth: int) -> tuple[int, ...]:

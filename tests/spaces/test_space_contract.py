@@ -62,3 +62,16 @@ def test_every_recipe_is_a_valid_point_of_its_space(name, fixed):
         sampled = {field_name(k): v for k, v in {**trial.params, **constants}.items()}
         assert sampled == {field_name(k): v for k, v in recipe.items()}  # nothing left to chance, nothing unknown
         train_one_step(sampled, fixed)
+
+
+@pytest.mark.parametrize("encoder, offered", [("tu-mobilenetv3_small_050", False), ("tu-resnet18", True)])
+def test_decoder_attention_is_offered_only_where_smp_can_build_it(encoder, offered, fixed):
+    """scSE squeezes channels by 16: under UnetPlusPlus the narrow stages of mobilenetv3_small_050 give a
+    0-channel conv (found by a crop_weed search); such a trial must not be sampled, not fail at build."""
+    study = optuna.create_study()
+    study.enqueue_trial({"architecture": "UnetPlusPlus", "encoder": encoder, "encoder_depth": 4,
+                         "decoder_attention": True})
+    trial = study.ask()
+    constants = SPACES["crop_weed"](trial) or {}
+    assert ("decoder_attention" in trial.params) == offered
+    train_one_step({field_name(k): v for k, v in {**trial.params, **constants}.items()}, fixed)
