@@ -17,9 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from torch.utils.data import DataLoader  # noqa: E402
 
-from search.config import load_config  # noqa: E402
-from segtune.data import WholeImageDataset, load_dataset  # noqa: E402
-from segtune.paths import ExperimentPaths  # noqa: E402
+from search.experiment import load_experiment_data, open_experiment  # noqa: E402
+from segtune.data import WholeImageDataset  # noqa: E402
 from trainables import build_loss, load_model  # noqa: E402
 from trainables.loop import evaluate  # noqa: E402
 
@@ -30,11 +29,7 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--split", default="test", choices=["train", "val", "test"])
     args = parser.parse_args()
-    paths = ExperimentPaths(args.experiment.resolve())
-    cfg = load_config(str(paths.config))
-    splits = json.loads(paths.splits.read_text())
-    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map, ignore_index=cfg.ignore_index,
-                        resize=cfg.resize)
+    _, data, splits = load_experiment_data(open_experiment(args.experiment))
     model, trial_cfg = load_model(args.checkpoint)
     loader = DataLoader(WholeImageDataset(data, splits[args.split], trial_cfg.mean, trial_cfg.std), batch_size=1)
     scores = evaluate(model, loader, build_loss("cross_entropy", trial_cfg.ignore_index), trial_cfg, "cpu")

@@ -1,3 +1,8 @@
-"""Ensembles: not built yet (issue 4). Will stack the best trials of a search and export one bundle."""
+"""Ensembles: stack a finished search's best trials, prove the gain on untouched images, export one bundle.
+
+members -> probabilities (float16, held-out images) -> fit/protocol (cross-validated choice among
+combine's candidates, test once) -> report -> bundle (TorchScript + ONNX + manifest) -> predict;
+build.py runs the chain for `segtune ensemble` (run.py); mlflow_model.py logs the bundle as a model.
+"""
 
 __all__: list[str] = []

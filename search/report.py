@@ -6,7 +6,6 @@ import csv
 import json
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import optuna
 import torch
@@ -15,10 +14,8 @@ from segtune import names
 from segtune.data import SegmentationData
 from segtune.data.dataset import to_tensor
 from segtune.paths import ExperimentPaths
+from segtune.plots import picture_grid, plt, save_figure
 from trainables import load_model, predict_logits
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
 
 OUTCOME_COLOURS = {"completed": "tab:blue", "early_stopping": "tab:green", "stopped_early": "tab:orange",
                    "failed": "tab:red"}
@@ -87,7 +84,7 @@ def plot_history(rows, path: Path) -> Path:
         axis.scatter([], [], color=colour, label=outcome.replace("_", " "))
     axis.set(xlabel="trial (in order started)", ylabel="best val mIoU", title="Optimisation history")
     axis.legend(loc="lower right", fontsize=8)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_importances(study: optuna.Study, path: Path) -> Path | None:
@@ -110,7 +107,7 @@ def plot_importances(study: optuna.Study, path: Path) -> Path | None:
     keys = list(importances)[::-1]
     axis.barh(keys, [importances[k] for k in keys], color="tab:blue")
     axis.set(xlabel="importance for val mIoU (fANOVA)", title="Parameter importances")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 @torch.no_grad()
@@ -118,23 +115,11 @@ def plot_predictions(checkpoint_file: Path, data: SegmentationData, ids: list[st
     """Image, ground truth and the best trial's prediction side by side, for a few validation images."""
     model, cfg = load_model(checkpoint_file)
     palette = np.array(data.palette, dtype=np.uint8)
-    figure, axes = plt.subplots(len(ids), 3, figsize=(9, 3 * len(ids)), squeeze=False)
     index = data.index_of()
-    for row, image_id in enumerate(ids):
+    rows = []
+    for image_id in ids:
         image, mask = data.images[index[image_id]], data.masks[index[image_id]]
         prediction = predict_logits(model, to_tensor(image, cfg.mean, cfg.std)[None]).argmax(1)[0].numpy()
-        shown_mask = np.where(mask < len(palette), mask, 0)
-        for column, (picture, title) in enumerate([(image.squeeze(), image_id), (palette[shown_mask], "ground truth"),
-                                                   (palette[prediction], "prediction")]):
-            axes[row, column].imshow(picture, cmap="gray" if picture.ndim == 2 else None)
-            axes[row, column].set_title(title, fontsize=9)
-            axes[row, column].axis("off")
-    return _save(figure, path)
-
-
-def _save(figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+        rows.append([(image.squeeze(), image_id), (palette[np.where(mask < len(palette), mask, 0)], "ground truth"),
+                     (palette[prediction], "prediction")])
+    return picture_grid(rows, path)

@@ -1,0 +1,135 @@
+"""One ensemble build: members' probabilities -> cross-validated choice -> test table -> bundle -> MLflow."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ensembles.combine import EnsembleModule, build_combiner
+from ensembles.fit import FitSettings
+from ensembles.members import Member
+from ensembles.probabilities import write_probabilities
+from ensembles.protocol import evaluate_candidates
+from ensembles.report import format_table, plot_class_iou, plot_test_predictions, write_table
+from search.config import SearchConfig
+from segtune.data import SegmentationData
+from segtune.paths import ExperimentPaths
+from segtune.tracking import Tracker
+from trainables import load_model
+from trainables.model import PAD_MULTIPLE
+
+
+COMBINER_FILE = "combiner.pt"
+KIND_OF = {"best_single": "weighted_mean", "mean": "weighted_mean", "greedy": "weighted_mean",
+           "pixel_logistic": "pixel_logistic", "context_head": "context_head"}
+
+
+@dataclass
+class EnsembleResult:
+    rows: list[dict]
+    chosen: str
+    bundle: Path
+    run_id: str | None
+
+
+def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: SegmentationData, splits: dict, members: list[Member],
+                   candidates: tuple[str, ...], folds: int, seed: int, overlap: float, tracker: Tracker | None,
+                   register_name: str | None) -> EnsembleResult:
+    from ensembles.bundle import export_bundle
+    folder = paths.segtune / "ensemble"
+    print(f"members ({len(members)}): " + ", ".join(f"{m.trial_id} (val mIoU {m.val_miou:.4f})" for m in members))
+    val_ids, test_ids = splits["val"], splits.get("test", [])
+    if not test_ids:
+        print("warning: the search kept no test split; the test column stays empty")
+    started = time.perf_counter()
+    store = write_probabilities(members, data, val_ids + test_ids, folder / "probabilities")
+    print(f"probabilities of {len(members)} members on {len(val_ids + test_ids)} images: "
+          f"{time.perf_counter() - started:.0f} s")
+    index = data.index_of()
+    masks = {i: data.masks[index[i]] for i in val_ids + test_ids}
+    exclude = tuple(data.classes.index(c) for c in cfg.exclude_from_mean)
+    settings = FitSettings(data.num_classes, exclude, seed)
+    print(f"cross-validating {len(candidates)} candidates over {len(val_ids)} validation images")
+    started = time.perf_counter()
+    evaluation = evaluate_candidates(store, masks, val_ids, test_ids, settings, folds, candidates)
+    print(f"cross-validation, refit and test scoring: {time.perf_counter() - started:.0f} s")
+    rows = evaluation.table(exclude, list(data.classes))
+    print(format_table(rows))
+
+    summary = {"experiment": str(paths.root), "chosen": evaluation.chosen, "folds": evaluation.folds,
+               "members": [{"trial_id": m.trial_id, "val_miou": m.val_miou, "config": m.params} for m in members],
+               "excluded_from_mean": list(cfg.exclude_from_mean), "test_images": len(test_ids)}
+    files = write_table(rows, folder, summary)
+    plots = [plot_class_iou(rows, list(data.classes), folder / "plots" / "class_iou.png")]
+    if test_ids:
+        plots.append(plot_test_predictions(evaluation.combiners, store, data, test_ids[:3],
+                                           folder / "plots" / "test_predictions.png"))
+
+    models = [load_model(m.checkpoint) for m in members]
+    trial_cfg = models[0][1]
+    module = EnsembleModule([model for model, _ in models], evaluation.combiners[evaluation.chosen],
+                            trial_cfg.mean, trial_cfg.std).eval()
+    chosen_row = next(r for r in rows if r["chosen"])
+    manifest = {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
+                "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
+                "tile": [-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in cfg.crop], "overlap": overlap,
+                "members": summary["members"], "combiner": {"kind": evaluation.chosen},
+                "scores": {"cv_miou": chosen_row["cv_miou"], "test_miou": chosen_row["test_miou"],
+                           "excluded_from_mean": list(cfg.exclude_from_mean)}}
+    torch.save(module.combiner.state_dict(), folder / COMBINER_FILE)  # tensors only; rebuilds the eager ensemble
+    started = time.perf_counter()
+    bundle = export_bundle(module, manifest, folder / "bundle")
+    print(f"bundle exported (TorchScript, ONNX, both checked against the eager ensemble): "
+          f"{time.perf_counter() - started:.0f} s")
+    run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
+    return EnsembleResult(rows, evaluation.chosen, bundle, run_id)
+
+
+def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) -> str | None:
+    """An "ensemble" child run of the search's parent run; the bundle as a (registered) MLflow model."""
+    if tracker is None or not paths.parent_run.exists():
+        return None
+    tracker.parent_id = paths.parent_run.read_text().strip()
+    run_id = tracker.start_stage_run("ensemble", {"chosen": summary["chosen"], "members": len(summary["members"]),
+                                                  "member_trials": ",".join(m["trial_id"] for m in summary["members"])})
+    if run_id is None:  # the store is unreachable; the report and bundle are on disk
+        return None
+    metrics = {}
+    for row in rows:
+        metrics.update({f"{row['candidate']}_{key}": value for key, value in row.items()
+                        if isinstance(value, float)})
+    tracker.log_metrics(run_id, metrics)
+    for file in files:
+        tracker.log_artifact(str(file), "plots" if file.suffix == ".png" else None, run_id=run_id)
+    try:
+        from ensembles.mlflow_model import log_bundle_model
+        uri = log_bundle_model(bundle, tracker.tracking_uri, run_id, register_name)
+        print(f"MLflow model: {uri}" + (f" (registered as {register_name})" if register_name else ""))
+    except Exception as error:  # noqa: BLE001 - the bundle on disk is the product; MLflow is a copy
+        print(f"warning: logging the MLflow model failed ({error}); the bundle is at {bundle}")
+    tracker.finish_run(run_id)
+    return run_id
+
+
+def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
+    """The chosen ensemble of a built experiment as a PyTorch module, from the members' checkpoints."""
+    folder = paths.segtune / "ensemble"
+    report = json.loads((folder / "report.json").read_text())
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    checkpoints = {m.trial_id: m.checkpoint for m in _members_of(paths, report)}
+    models = [load_model(checkpoints[m["trial_id"]])[0] for m in report["members"]]
+    combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
+    combiner.load_state_dict(torch.load(folder / COMBINER_FILE, map_location="cpu", weights_only=True))
+    return EnsembleModule(models, combiner.eval(), manifest["mean"], manifest["std"]).eval()
+
+
+def _members_of(paths: ExperimentPaths, report: dict) -> list[Member]:
+    from ensembles.members import top_members
+    from search.config import load_config
+    wanted = {m["trial_id"] for m in report["members"]}
+    every = top_members(paths, 10**6, load_config(str(paths.config)).max_epochs, skip_similar=False)
+    return [m for m in every if m.trial_id in wanted]

@@ -1,0 +1,96 @@
+"""How an ensemble turns its members' class probabilities into one map: the candidate combiners.
+
+Every combiner maps member probabilities (B, M, K, H, W) to class probabilities (B, K, H, W):
+- WeightedMean: best single (one-hot weights), mean of probabilities (uniform), greedy selection
+  with replacement (Caruana et al. 2004: weights = how often each member was picked);
+- PixelLogistic: a stacked multinomial logistic regression per pixel (a 1x1 convolution over the
+  members' log-probabilities), started at the geometric mean of the members;
+- ContextHead: a small convolutional head with 3x3 context, added as a residual to that start, so
+  an unfitted head is the geometric mean and fitting only moves it as far as the data supports.
+
+EnsembleModule wraps the members and a combiner into the one network that is exported.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+EPSILON = 1e-6
+"""Probabilities are clamped to this before taking logs (float16 maps hold exact zeros)."""
+
+
+class WeightedMean(nn.Module):
+    def __init__(self, weights):
+        super().__init__()
+        weights = torch.as_tensor(weights, dtype=torch.float32)
+        self.register_buffer("weights", weights / weights.sum())
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return (probs * self.weights.view(1, -1, 1, 1, 1)).sum(1)
+
+
+class PixelLogistic(nn.Module):
+    def __init__(self, members: int, classes: int):
+        super().__init__()
+        self.members, self.classes = members, classes
+        self.linear = nn.Conv2d(members * classes, classes, 1)
+        with torch.no_grad():  # start as the geometric mean: class k's logit = mean over members of log p_mk
+            self.linear.weight.zero_()
+            self.linear.bias.zero_()
+            for member in range(members):
+                for k in range(classes):
+                    self.linear.weight[k, member * classes + k] = 1.0 / members
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        return F.softmax(self.linear(_log_features(probs)), 1)
+
+
+class ContextHead(nn.Module):
+    def __init__(self, members: int, classes: int, hidden: int = 16):
+        super().__init__()
+        self.members, self.classes = members, classes
+        self.head = nn.Sequential(nn.Conv2d(members * classes, hidden, 3, padding=1), nn.ReLU(),
+                                  nn.Conv2d(hidden, classes, 1))
+        nn.init.zeros_(self.head[2].weight)
+        nn.init.zeros_(self.head[2].bias)
+
+    def forward(self, probs: torch.Tensor) -> torch.Tensor:
+        features = _log_features(probs)
+        base = features.view(probs.shape).mean(1)
+        return F.softmax(base + self.head(features), 1)
+
+
+def _log_features(probs: torch.Tensor) -> torch.Tensor:
+    """(B, M, K, H, W) probabilities -> (B, M*K, H, W) log-probabilities."""
+    return torch.log(probs.clamp_min(EPSILON)).flatten(1, 2)
+
+
+def build_combiner(kind: str, members: int, classes: int, weights=None) -> nn.Module:
+    if kind == "weighted_mean":
+        return WeightedMean(weights if weights is not None else [1.0] * members)
+    if kind == "pixel_logistic":
+        return PixelLogistic(members, classes)
+    if kind == "context_head":
+        return ContextHead(members, classes)
+    raise ValueError(f"unknown combiner {kind!r}; choose weighted_mean, pixel_logistic or context_head")
+
+
+class EnsembleModule(nn.Module):
+    """Images on the 0..255 scale (B, C, H, W), H and W multiples of 32 -> class probabilities (B, K, H, W).
+
+    Normalisation is inside, so an exported bundle needs nothing but the image.
+    """
+
+    def __init__(self, members: list[nn.Module], combiner: nn.Module, mean, std):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.combiner = combiner
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = (images - self.mean) / self.std
+        probs = torch.stack([F.softmax(member(x), 1) for member in self.members], 1)
+        return self.combiner(probs)

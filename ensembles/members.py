@@ -1,0 +1,71 @@
+"""Which trials join the ensemble: the top k by validation mIoU, read through Ray's results API."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.experiment import load_results, open_experiment
+from search.report import leaderboard_rows
+from segtune.paths import ExperimentPaths
+from trainables.trainable import CHECKPOINT_FILE
+
+SIMILAR_RATIO = 1.25
+"""Numeric parameters within this factor of each other count as the same when skipping near-duplicates."""
+
+
+@dataclass(frozen=True)
+class Member:
+    trial_id: str
+    val_miou: float
+    params: dict
+    checkpoint: Path
+    """The trial's best-epoch checkpoint file."""
+
+
+def resolve_experiment(source: str, tracking_uri: str | None = None) -> ExperimentPaths:
+    """An experiment folder, or the id of a search's MLflow parent run (its params name the folder)."""
+    if Path(source).expanduser().exists() or tracking_uri is None:
+        return open_experiment(source)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+    try:
+        params = MlflowClient(tracking_uri).get_run(source).data.params
+    except MlflowException as error:
+        raise FileNotFoundError(f"{source} is neither an experiment folder nor a run in {tracking_uri} "
+                                f"({str(error).splitlines()[0]})") from None
+    if "storage_path" not in params or "name" not in params:
+        raise ValueError(f"MLflow run {source} is not a segtune search's parent run (no storage_path/name params)")
+    return open_experiment(Path(params["storage_path"]).expanduser().resolve() / params["name"])
+
+
+def top_members(paths: ExperimentPaths, k: int, max_epochs: int, skip_similar: bool = True) -> list[Member]:
+    """The k best trials with a checkpoint, best first; near-identical configs skipped unless asked."""
+    if k < 1:
+        raise ValueError(f"option top_k: {k}; an ensemble needs at least one member")
+    rows = [r for r in leaderboard_rows(load_results(paths), max_epochs) if r["checkpoint"] and r["outcome"] != "failed"]
+    if not rows:
+        raise ValueError(f"{paths.root}: no trial has a checkpoint; did the search run any epoch?")
+    chosen: list[Member] = []
+    for row in rows:
+        if skip_similar and any(near_identical(row["params"], member.params) for member in chosen):
+            continue
+        chosen.append(Member(row["trial_id"], row["val_miou"], row["params"], Path(row["checkpoint"]) / CHECKPOINT_FILE))
+        if len(chosen) == k:
+            break
+    return chosen
+
+
+def near_identical(a: dict, b: dict) -> bool:
+    """Same choices everywhere, and every number within SIMILAR_RATIO (lr 1e-3 vs 1.1e-3 is the same)."""
+    if a.keys() != b.keys():
+        return False
+    for key, x in a.items():
+        y = b[key]
+        if isinstance(x, (int, float)) and isinstance(y, (int, float)) and not isinstance(x, bool):
+            if (x > 0) != (y > 0) or (x > 0 and abs(math.log(x / y)) > math.log(SIMILAR_RATIO)) or (x <= 0 and x != y):
+                return False
+        elif x != y:
+            return False
+    return True

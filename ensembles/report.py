@@ -1,0 +1,65 @@
+"""The ensemble's report: a table (JSON and CSV) and two pictures, in the experiment folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ensembles.probabilities import ProbabilityStore
+from segtune.data import SegmentationData
+from segtune.plots import picture_grid, plt, save_figure
+
+
+def write_table(rows: list[dict], folder: Path, extra: dict) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    json_file, csv_file = folder / "report.json", folder / "report.csv"
+    json_file.write_text(json.dumps({**extra, "candidates": rows}, indent=1, default=float))
+    with csv_file.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()} for row in rows)
+    return [json_file, csv_file]
+
+
+def format_table(rows: list[dict]) -> str:
+    lines = [f"{'candidate':16s} {'cv mIoU':>8s} {'test mIoU':>9s}"]
+    for row in rows:
+        mark = "  <- chosen" if row["chosen"] else ""
+        lines.append(f"{row['candidate']:16s} {row['cv_miou']:8.4f} {row['test_miou']:9.4f}{mark}")
+    return "\n".join(lines)
+
+
+def plot_class_iou(rows: list[dict], class_names: list[str], path: Path) -> Path:
+    """Per-class IoU of every candidate: cross-validated on validation (left) and on test (right)."""
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
+    width = 0.8 / len(rows)
+    for axis, split in zip(axes, ("cv", "test")):
+        for n, row in enumerate(rows):
+            values = [np.nan_to_num(row[f"{split}_iou_{c}"]) for c in class_names]
+            label = row["candidate"] + (" (chosen)" if row["chosen"] else "")
+            axis.bar(np.arange(len(class_names)) + n * width, values, width, label=label)
+        axis.set_xticks(np.arange(len(class_names)) + 0.4 - width / 2, class_names)
+        axis.set(title=f"{'cross-validated (val)' if split == 'cv' else 'test'} IoU per class", ylim=(0, 1))
+    axes[0].set_ylabel("IoU")
+    axes[1].legend(fontsize=8, loc="upper right")
+    return save_figure(figure, path)
+
+
+@torch.no_grad()
+def plot_test_predictions(combiners: dict, store: ProbabilityStore, data: SegmentationData, ids: list[str],
+                          path: Path) -> Path:
+    """A few test images: image, ground truth, then each candidate's prediction."""
+    palette = np.array(data.palette, dtype=np.uint8)
+    index = data.index_of()
+    rows = []
+    for image_id in ids:
+        image, mask = data.images[index[image_id]], data.masks[index[image_id]]
+        stack = torch.from_numpy(store.stack(image_id))[None]
+        pictures = [(image.squeeze(), image_id), (palette[np.where(mask < len(palette), mask, 0)], "ground truth")]
+        rows.append(pictures + [(palette[combiner(stack).argmax(1)[0].numpy()], name)
+                                for name, combiner in combiners.items()])
+    return picture_grid(rows, path)

@@ -1,0 +1,70 @@
+"""Stack the best trials of a finished search, prove the gain on untouched images, export one bundle.
+
+    segtune ensemble EXPERIMENT_DIR                # or the id of the search's MLflow parent run
+    segtune ensemble EXPERIMENT_DIR --top-k 3 --folds 4 --register-name crop-weed
+
+Writes <experiment>/segtune/ensemble/: members' float16 probabilities on val and test, report.json/.csv,
+plots, and bundle/ (TorchScript, ONNX, manifest) for `segtune predict`; logs an "ensemble" child run
+under the search's parent run and registers the chosen ensemble as an MLflow model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ensembles.fit import CANDIDATES, FitSettings
+from ensembles.members import resolve_experiment, top_members
+from search.experiment import load_experiment_data
+from segtune.tracking import Tracker
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segtune ensemble", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("experiment", help="experiment folder of a search, or its MLflow parent run id")
+    parser.add_argument("--top-k", type=int, default=5, help="members: the k best trials by val mIoU (default 5)")
+    parser.add_argument("--keep-similar", action="store_true",
+                        help="keep near-identical configs (by default a config within 25%% of a better one is skipped)")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over validation images (default 5)")
+    parser.add_argument("--candidates", default=",".join(CANDIDATES),
+                        help=f"comma-separated subset of {','.join(CANDIDATES)} (default: all)")
+    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap used by `segtune predict` (default 0.25)")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store (default: the search's own; also used to resolve a run id)")
+    parser.add_argument("--register-name", default=None,
+                        help="MLflow registered model name (default segtune-<experiment name>)")
+    parser.add_argument("--no-register", action="store_true", help="log the MLflow model but do not register it")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    args = build_parser().parse_args(argv)
+    candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+    try:
+        paths = resolve_experiment(args.experiment, args.tracking_uri or DEFAULT_TRACKING_URI)
+        cfg, data, splits = load_experiment_data(paths)
+        unknown = [c for c in candidates if c not in CANDIDATES]
+        if unknown or not candidates:
+            raise ValueError(f"option --candidates: unknown {unknown}; choose from {', '.join(CANDIDATES)}")
+        if not 0 <= args.overlap < 1:
+            raise ValueError(f"option --overlap: {args.overlap}; use a fraction in [0, 1)")
+        members = top_members(paths, args.top_k, cfg.max_epochs, skip_similar=not args.keep_similar)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"segtune ensemble: {error}") from None
+    from ensembles.build import build_ensemble  # torch, smp and onnx load only once the inputs are known good
+    result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
+                            overlap=args.overlap, tracker=Tracker(args.tracking_uri or cfg.tracking_uri,
+                                                                  cfg.mlflow_experiment),
+                            register_name=None if args.no_register else (args.register_name or f"segtune-{cfg.name}"))
+    print(f"\nbundle: {result.bundle}\npredict: segtune predict {result.bundle} IMAGES_DIR OUTPUT_DIR")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,53 @@
+"""An exported bundle reproduces the eager ensemble in both runtimes and describes itself."""
+
+import importlib.metadata
+import json
+
+import numpy as np
+import pytest
+import torch
+from tiny_ensembles import random_image
+
+from ensembles.bundle import BundleError, export_bundle, load_bundle
+from trainables.config import TrialConfig
+
+
+@pytest.mark.parametrize("runtime", ["torchscript", "onnx"])
+@pytest.mark.parametrize("ensemble", ["rgb_ensemble", "gray_ensemble"])
+def test_exported_network_matches_the_eager_module(request, ensemble, runtime):
+    module, folder = request.getfixturevalue(ensemble)
+    bundle = load_bundle(folder, runtime)
+    channels, tile = bundle.manifest["in_channels"], bundle.manifest["tile"]
+    # a batch of 3: neither the traced batch of 1 nor the export check's 2, so the batch axis must be free
+    tiles = np.stack([random_image(*tile, channels, seed) for seed in range(3)]).transpose(0, 3, 1, 2)
+    tiles = tiles.astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(tiles)).numpy()
+    np.testing.assert_allclose(bundle.predict(tiles), expected, atol=1e-4)
+
+
+def test_manifest_carries_what_prediction_needs(rgb_ensemble):
+    _, folder = rgb_ensemble
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["files"] == {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
+    assert manifest["segtune_version"] == importlib.metadata.version("segtune") and manifest["format_version"] == 1
+    assert manifest["tile"] == [64, 96] and manifest["palette"][1] == [255, 128, 0]
+    assert TrialConfig.from_dict(manifest["members"][1]["config"]).encoder == "tu-mobilenetv3_small_050"
+
+
+def test_predict_refuses_tiles_of_another_size(rgb_ensemble):
+    with pytest.raises(ValueError, match=r"takes tiles \(B, 3, 64, 96\)"):
+        load_bundle(rgb_ensemble[1]).predict(np.zeros((1, 3, 96, 64), np.float32))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"tile": [60, 96]}, "'tile' .* multiples of 32"),
+    ({"palette": [[0, 0, 0]]}, "'palette' must hold one"),
+    ({"scores": {"val_miou": np.float32(0.5)}}, "not JSON .* float"),
+])
+def test_export_refuses_a_bad_manifest_before_writing(rgb_ensemble, tmp_path, change, message):
+    module, folder = rgb_ensemble
+    manifest = json.loads((folder / "manifest.json").read_text())
+    with pytest.raises(BundleError, match=message):
+        export_bundle(module, {**manifest, **change}, tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()

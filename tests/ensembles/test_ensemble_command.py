@@ -1,0 +1,123 @@
+"""`segtune ensemble` on a real finished smoke search: members, protocol, report, bundle, MLflow."""
+
+import json
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ensembles.fit import CANDIDATES
+from ensembles.members import near_identical
+from ensembles.run import main as ensemble_main
+from segtune import names
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(finished_search):
+    cfg, outcome, _ = finished_search
+    code = ensemble_main([str(outcome.paths.root), "--top-k", "3", "--keep-similar", "--folds", "3",
+                          "--register-name", "smoke-ensemble"])
+    assert code == 0
+    return cfg, outcome, outcome.paths.segtune / "ensemble"
+
+
+def test_members_are_the_top_trials_by_val_miou_without_the_failed_one(built):
+    _, outcome, folder = built
+    report = json.loads((folder / "report.json").read_text())
+    ranked = [r for r in outcome.leaderboard if r["outcome"] != "failed"]
+    assert [m["trial_id"] for m in report["members"]] == [r["trial_id"] for r in ranked[:3]]
+
+
+def test_probabilities_are_float16_maps_of_val_and_test_images_only(built):
+    _, outcome, folder = built
+    splits = json.loads(outcome.paths.splits.read_text())
+    report = json.loads((folder / "report.json").read_text())
+    for member in report["members"]:
+        files = sorted(p.stem for p in (folder / "probabilities" / member["trial_id"]).glob("*.npy"))
+        assert files == sorted(splits["val"] + splits["test"])  # never a training image
+        probs = np.load(folder / "probabilities" / member["trial_id"] / f"{files[0]}.npy")
+        assert probs.dtype == np.float16 and probs.shape[0] == 4
+        assert np.allclose(probs.astype(np.float32).sum(0), 1.0, atol=5e-3)
+
+
+def test_report_holds_every_candidate_and_the_choice_is_the_best_cross_validated(built):
+    _, _, folder = built
+    rows = json.loads((folder / "report.json").read_text())["candidates"]
+    assert [r["candidate"] for r in rows] == list(CANDIDATES)
+    chosen = [r for r in rows if r["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["cv_miou"] == max(r["cv_miou"] for r in rows)
+    assert all(0.0 <= r["test_miou"] <= 1.0 for r in rows)
+    assert (folder / "plots" / "class_iou.png").stat().st_size > 0
+    assert (folder / "plots" / "test_predictions.png").stat().st_size > 0
+
+
+def test_bundle_manifest_names_the_members_and_the_chosen_combiner(built):
+    _, _, folder = built
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    report = json.loads((folder / "report.json").read_text())
+    assert manifest["combiner"]["kind"] == report["chosen"]
+    assert [m["trial_id"] for m in manifest["members"]] == [m["trial_id"] for m in report["members"]]
+    assert manifest["in_channels"] == 3 and manifest["tile"] == [64, 64] and len(manifest["classes"]) == 4
+    assert {"model.torchscript.pt", "model.onnx", "manifest.json"} <= {p.name for p in (folder / "bundle").iterdir()}
+
+
+def test_mlflow_has_an_ensemble_child_of_the_search_and_a_registered_model(built):
+    cfg, outcome, _ = built
+    client = MlflowClient(cfg.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.mlflow_experiment).experiment_id],
+                              f"tags.`{names.TAG_KIND}` = 'ensemble'")
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id and run.info.status == "FINISHED"
+    assert {f"{c}_cv_miou" for c in CANDIDATES} <= set(run.data.metrics)
+    assert client.search_model_versions("name='smoke-ensemble'")
+
+
+def test_a_parent_run_id_resolves_to_the_experiment(built, capsys):
+    cfg, outcome, _ = built
+    from ensembles.members import resolve_experiment
+    assert resolve_experiment(outcome.parent_run_id, cfg.tracking_uri).root == outcome.paths.root
+
+
+def test_bad_options_are_refused_before_any_compute(finished_search, tmp_path):
+    _, outcome, _ = finished_search
+    with pytest.raises(SystemExit, match="option --candidates: unknown \\['median'\\]"):
+        ensemble_main([str(outcome.paths.root), "--candidates", "mean,median"])
+    with pytest.raises(SystemExit, match="is not a segtune experiment"):
+        ensemble_main([str(tmp_path)])
+    with pytest.raises(SystemExit, match="option top_k"):
+        ensemble_main([str(outcome.paths.root), "--top-k", "0"])
+
+
+def test_near_identical_configs_differ_by_less_than_a_quarter_in_every_number():
+    base = {"architecture": "Unet", "lr": 1e-3, "batch_size": 8}
+    assert near_identical(base, {**base, "lr": 1.2e-3})
+    assert not near_identical(base, {**base, "lr": 2e-3})
+    assert not near_identical(base, {**base, "architecture": "FPN"})
+
+
+def test_the_bundle_predicts_what_the_in_process_ensemble_predicts(built):
+    import torch
+
+    from ensembles.build import eager_ensemble
+    from ensembles.bundle import Bundle, load_bundle
+    from ensembles.predict import predict_image
+    from segtune.data import make_synthetic
+
+    _, outcome, folder = built
+    module = eager_ensemble(outcome.paths)
+    manifest = load_bundle(folder / "bundle").manifest
+
+    @torch.no_grad()
+    def forward(batch):
+        return module(torch.from_numpy(batch)).numpy()
+
+    eager = Bundle(folder / "bundle", manifest, "eager", "cpu", forward)
+    image = make_synthetic(count=1, height=80, width=100, seed=5).images[0]  # not a tile multiple: tiled, blended
+    expected = predict_image(eager, image)
+    for runtime in ("torchscript", "onnx"):
+        got = predict_image(load_bundle(folder / "bundle", runtime), image)
+        assert np.abs(got - expected).max() < 1e-4, runtime
+        assert (got.argmax(0) == expected.argmax(0)).mean() > 0.999, runtime
