@@ -58,7 +58,8 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     tracker = Tracker(cfg.tracking_uri, cfg.mlflow_experiment)
     parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
                                      paths.parent_run.read_text().strip() if resume and paths.parent_run.exists() else None)
-    paths.parent_run.write_text(parent_id)
+    if parent_id:
+        paths.parent_run.write_text(parent_id)
     if excluded:
         tracker.log_artifact(str(paths.exclusions))
     _start_ray(cfg)
@@ -80,6 +81,9 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     interrupted = results.num_terminated + results.num_errors < len(results)
     tracker.finish_parent("KILLED" if interrupted else "FINISHED")
     _print_summary(cfg, paths, rows)
+    if tracker.failed:
+        print(f"MLflow at {cfg.tracking_uri} could not be reached during the search; everything is in {paths.root}. "
+              f"Log it once the store is back: segtune mlflow {paths.root} --tracking-uri {cfg.tracking_uri}")
     if interrupted:
         print(_resume_hint(cfg))
     return SearchOutcome(paths, rows, parent_id, results, searcher)

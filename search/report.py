@@ -57,11 +57,16 @@ def write_reports(paths: ExperimentPaths, rows, results, searcher, data: Segment
     for plot in plots:
         if plot is not None:
             tracker.log_artifact(str(plot), "plots")
+    tracker.log_summary(summary_metrics(rows))
+
+
+def summary_metrics(rows: list[dict]) -> dict:
+    """The parent run's metrics: best val mIoU and how the trials ended."""
     finished = [r for r in rows if r["outcome"] != "failed"]
-    tracker.log_summary({names.BEST_VAL_MIOU: finished[0]["val_miou"] if finished else 0.0,
-                         "trials_completed": sum(r["outcome"] == "completed" for r in rows),
-                         "trials_stopped_early": sum(r["outcome"] == "stopped_early" for r in rows),
-                         "trials_failed": sum(r["outcome"] == "failed" for r in rows)})
+    return {names.BEST_VAL_MIOU: max((r["val_miou"] for r in finished), default=0.0),
+            "trials_completed": sum(r["outcome"] == "completed" for r in rows),
+            "trials_stopped_early": sum(r["outcome"] == "stopped_early" for r in rows),
+            "trials_failed": sum(r["outcome"] == "failed" for r in rows)}
 
 
 def _write_csv(path: Path, rows) -> None:

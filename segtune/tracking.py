@@ -2,13 +2,16 @@
 
 Children are written by the driver (a Tune callback), not inside trials: a trial stopped by ASHA
 cannot close its own run, and only the driver needs to reach the tracking server.
-If the server cannot be reached, the search goes on; the failure is reported once.
+If the store cannot be reached, the search goes on: the failure is reported once, the tracker goes
+offline (no retry per epoch), and `segtune mlflow EXPERIMENT` logs the finished search later
+from the experiment folder (search/replay.py).
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -20,18 +23,25 @@ from ray import tune
 from segtune import names
 
 PARENT_TAG = "mlflow.parentRunId"
+# MLflow retries an unreachable server for minutes by default; a search should notice in seconds
+# (the tracker then goes offline). A user's own setting wins.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 
 
 def _tolerant(method):
-    """Logging must never stop a search: the first failure is reported, later ones are quiet."""
+    """Logging must never stop a search: the first failure is reported and the tracker goes offline."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
+        if self.failed:
+            return None
         try:
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any tracking failure is non-fatal by design
             if not self.failed:
-                warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({error}); the search goes on "
-                              "and results stay in the experiment folder")
+                warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({str(error).splitlines()[0][:300]}); "
+                              "logging is off from here, the work goes on and results stay in the experiment "
+                              "folder (`segtune mlflow EXPERIMENT` logs them later)")
             self.failed = True
     return wrapper
 
@@ -41,10 +51,15 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str):
         self.tracking_uri, self.failed, self._client = tracking_uri, False, None
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self._children: dict[str, str] = {}
+        self._open_experiment(experiment)
+
+    @_tolerant
+    def _open_experiment(self, experiment: str) -> None:
+        found = self.client.get_experiment_by_name(experiment)
+        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
 
     @property
     def client(self) -> MlflowClient:
@@ -56,6 +71,7 @@ class Tracker:
         # Ray pickles callbacks with the experiment state; a live store connection cannot travel.
         return {**self.__dict__, "_client": None}
 
+    @_tolerant
     def start_parent(self, search_name: str, params: dict, resume_id: str | None = None) -> str:
         if resume_id:
             self.client.update_run(resume_id, status="RUNNING")
