@@ -97,6 +97,8 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
     run_id = tracker.start_stage_run("ensemble", {"chosen": summary["chosen"], "members": len(summary["members"]),
                                                   "member_trials": ",".join(m["trial_id"] for m in summary["members"])})
     if run_id is None:  # the store is unreachable; the report and bundle are on disk
+        print(f"MLflow at {tracker.tracking_uri} could not be reached: nothing logged; the report and bundle are "
+              f"in {bundle.parent}")
         return None
     metrics = {}
     for row in rows:
