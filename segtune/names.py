@@ -19,6 +19,9 @@ LOSS_STAGE = "loss_stage"
 EARLY_STOPPED = "early_stopped"
 """1 on the epoch where the trial's own patience ran out."""
 
+NODE_ID = "node_id"
+"""The Ray node a trial's epoch ran on (reported with every epoch; on a cluster it shows where trials went)."""
+
 OBJECTIVE = VAL_MIOU
 OBJECTIVE_MODE = "max"
 

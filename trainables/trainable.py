@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+import ray
 import torch
 from ray import tune
 from torch.utils.data import DataLoader, WeightedRandomSampler
@@ -44,7 +45,8 @@ def train_segmentation(config: dict, data: SegmentationData, splits: dict[str, l
 def _report_to_tune(result: dict, state: dict) -> None:
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, Path(folder) / CHECKPOINT_FILE)
-        tune.report(result, checkpoint=tune.Checkpoint.from_directory(folder))
+        tune.report({**result, names.NODE_ID: ray.get_runtime_context().get_node_id()},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[str]],
