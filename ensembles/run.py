@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: the search's own; also used to resolve a run id)")
     parser.add_argument("--register-name", default=None,
-                        help="MLflow registered model name (default segtune-<experiment name>)")
+                        help="MLflow registered model name (default segtune-<search name>, or the search name if it starts so)")
     parser.add_argument("--no-register", action="store_true", help="log the MLflow model but do not register it")
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -61,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
                             overlap=args.overlap, tracker=Tracker(args.tracking_uri or cfg.tracking_uri,
                                                                   cfg.mlflow_experiment),
-                            register_name=None if args.no_register else (args.register_name or f"segtune-{cfg.name}"))
+                            register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)))
     print(f"\nbundle: {result.bundle}\npredict: segtune predict {result.bundle} IMAGES_DIR OUTPUT_DIR")
     return 0
+
+
+def _default_name(search_name: str) -> str:
+    """segtune-<search> (searches named by segtune already start with "segtune-")."""
+    return search_name if search_name.startswith("segtune") else f"segtune-{search_name}"
 
 
 if __name__ == "__main__":
