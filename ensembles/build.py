@@ -63,7 +63,7 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
     summary = {"experiment": str(paths.root), "chosen": evaluation.chosen, "folds": evaluation.folds,
                "members": [{"trial_id": m.trial_id, "val_miou": m.val_miou, "config": m.params} for m in members],
                "excluded_from_mean": list(cfg.exclude_from_mean), "test_images": len(test_ids)}
-    files = write_table(rows, folder, summary)
+    files = write_table(rows, folder, {**summary, "checkpoints": {m.trial_id: str(m.checkpoint) for m in members}})
     plots = [plot_class_iou(rows, list(data.classes), folder / "plots" / "class_iou.png")]
     if test_ids:
         plots.append(plot_test_predictions(evaluation.combiners, store, data, test_ids[:3],
@@ -122,16 +122,7 @@ def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
     folder = paths.segtune / "ensemble"
     report = json.loads((folder / "report.json").read_text())
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
-    checkpoints = {m.trial_id: m.checkpoint for m in _members_of(paths, report)}
-    models = [load_model(checkpoints[m["trial_id"]])[0] for m in report["members"]]
+    models = [load_model(report["checkpoints"][m["trial_id"]])[0] for m in report["members"]]
     combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
     combiner.load_state_dict(torch.load(folder / COMBINER_FILE, map_location="cpu", weights_only=True))
     return EnsembleModule(models, combiner.eval(), manifest["mean"], manifest["std"]).eval()
-
-
-def _members_of(paths: ExperimentPaths, report: dict) -> list[Member]:
-    from ensembles.members import top_members
-    from search.config import load_config
-    wanted = {m["trial_id"] for m in report["members"]}
-    every = top_members(paths, 10**6, load_config(str(paths.config)).max_epochs, skip_similar=False)
-    return [m for m in every if m.trial_id in wanted]

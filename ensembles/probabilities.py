@@ -28,28 +28,23 @@ class ProbabilityStore:
         """(M, K, H, W) float32 for one image, members in store order."""
         return np.stack([np.load(self.file(t, image_id), mmap_mode="r") for t in self.trial_ids]).astype(np.float32)
 
-    def window(self, image_id: str, top: int, left: int, size: tuple[int, int]) -> np.ndarray:
-        """(M, K, h, w) float32 of one window, read from memory-mapped files."""
-        rows, cols = slice(top, top + size[0]), slice(left, left + size[1])
-        return np.stack([np.load(self.file(t, image_id), mmap_mode="r")[:, rows, cols] for t in self.trial_ids]
-                        ).astype(np.float32)
-
 
 @torch.no_grad()
 def write_probabilities(members: list[Member], data: SegmentationData, image_ids: list[str], folder: Path,
                         log=print) -> ProbabilityStore:
+    store = ProbabilityStore(folder, [m.trial_id for m in members])
     index = data.index_of()
     for member in members:
-        missing = [i for i in image_ids if not (Path(folder) / member.trial_id / f"{i}.npy").exists()]
+        missing = [i for i in image_ids if not store.file(member.trial_id, i).exists()]
         if not missing:
             continue
         model, cfg = load_model(member.checkpoint)
-        (Path(folder) / member.trial_id).mkdir(parents=True, exist_ok=True)
+        (store.folder / member.trial_id).mkdir(parents=True, exist_ok=True)
         log(f"  {member.trial_id}: probabilities on {len(missing)} image(s)")
         for image_id in missing:
             logits = predict_logits(model, to_tensor(data.images[index[image_id]], cfg.mean, cfg.std)[None])
             probs = torch.softmax(logits.float(), 1)[0].numpy().astype(np.float16)
-            target = Path(folder) / member.trial_id / f"{image_id}.npy"
+            target = store.file(member.trial_id, image_id)
             np.save(target.with_suffix(".tmp.npy"), probs)
             target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
-    return ProbabilityStore(folder, [m.trial_id for m in members])
+    return store
