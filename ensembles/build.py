@@ -60,7 +60,7 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
     rows = evaluation.table(exclude, list(data.classes))
     print(format_table(rows))
 
-    summary = {"experiment": str(paths.root), "chosen": evaluation.chosen, "folds": evaluation.folds,
+    summary = {"experiment": paths.tune_path, "chosen": evaluation.chosen, "folds": evaluation.folds,
                "members": [{"trial_id": m.trial_id, "val_miou": m.val_miou, "config": m.params} for m in members],
                "excluded_from_mean": list(cfg.exclude_from_mean), "test_images": len(test_ids)}
     files = write_table(rows, folder, {**summary, "checkpoints": {m.trial_id: str(m.checkpoint) for m in members}})

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from search.experiment import load_results, open_experiment
 from search.report import leaderboard_rows
-from segtune.paths import ExperimentPaths
-from trainables.trainable import CHECKPOINT_FILE
+from segtune.paths import ExperimentPaths, is_remote
+from segtune.storage import local_checkpoint
 
 SIMILAR_RATIO = 1.25
 """Numeric parameters within this factor of each other count as the same when skipping near-duplicates."""
@@ -26,7 +26,7 @@ class Member:
 
 def resolve_experiment(source: str, tracking_uri: str | None = None) -> ExperimentPaths:
     """An experiment folder, or the id of a search's MLflow parent run (its params name the folder)."""
-    if Path(source).expanduser().exists() or tracking_uri is None:
+    if is_remote(source) or Path(source).expanduser().exists() or tracking_uri is None:
         return open_experiment(source)
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -37,7 +37,9 @@ def resolve_experiment(source: str, tracking_uri: str | None = None) -> Experime
                                 f"({str(error).splitlines()[0]})") from None
     if "storage_path" not in params or "name" not in params:
         raise ValueError(f"MLflow run {source} is not a segtune search's parent run (no storage_path/name params)")
-    return open_experiment(Path(params["storage_path"]).expanduser().resolve() / params["name"])
+    storage_path = params["storage_path"]
+    return open_experiment(f"{storage_path.rstrip('/')}/{params['name']}" if is_remote(storage_path)
+                           else Path(storage_path).expanduser().resolve() / params["name"])
 
 
 def top_members(paths: ExperimentPaths, k: int, max_epochs: int, skip_similar: bool = True) -> list[Member]:
@@ -51,7 +53,7 @@ def top_members(paths: ExperimentPaths, k: int, max_epochs: int, skip_similar: b
     for row in rows:
         if skip_similar and any(near_identical(row["params"], member.params) for member in chosen):
             continue
-        chosen.append(Member(row["trial_id"], row["val_miou"], row["params"], Path(row["checkpoint"]) / CHECKPOINT_FILE))
+        chosen.append(Member(row["trial_id"], row["val_miou"], row["params"], local_checkpoint(row["checkpoint"], paths)))
         if len(chosen) == k:
             break
     return chosen

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 
-from ensembles.fit import CANDIDATES, FitSettings
+from ensembles.fit import CANDIDATES
 from ensembles.members import resolve_experiment, top_members
 from search.experiment import load_experiment_data
+from segtune import storage
 from segtune.tracking import Tracker
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -25,7 +25,7 @@ DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segtune ensemble", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help="experiment folder of a search, or its MLflow parent run id")
+    parser.add_argument("experiment", help="experiment folder (or s3:// URI) of a search, or its MLflow parent run id")
     parser.add_argument("--top-k", type=int, default=5, help="members: the k best trials by val mIoU (default 5)")
     parser.add_argument("--keep-similar", action="store_true",
                         help="keep near-identical configs (by default a config within 25%% of a better one is skipped)")
@@ -55,13 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         if not 0 <= args.overlap < 1:
             raise ValueError(f"option --overlap: {args.overlap}; use a fraction in [0, 1)")
         members = top_members(paths, args.top_k, cfg.max_epochs, skip_similar=not args.keep_similar)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"segtune ensemble: {error}") from None
     from ensembles.build import build_ensemble  # torch, smp and onnx load only once the inputs are known good
     result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
                             overlap=args.overlap, tracker=Tracker(args.tracking_uri or cfg.tracking_uri,
                                                                   cfg.mlflow_experiment),
                             register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)))
+    storage.push(paths)
+    if paths.uri:
+        print(f"\nensemble saved with the experiment: {paths.uri}/segtune/ensemble")
     print(f"\nbundle: {result.bundle}\npredict: segtune predict {result.bundle} IMAGES_DIR OUTPUT_DIR")
     return 0
 

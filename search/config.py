@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -77,7 +77,7 @@ class SearchConfig:
     name: str | None = None
     """Experiment name: the results folder and the MLflow parent run; null makes segtune-<space>-<time>."""
     storage_path: str = "segtune_results"
-    """Folder (or shared path) for trials and checkpoints."""
+    """Where trials and checkpoints go: a folder, a shared path every node mounts, or s3://bucket/prefix."""
     tracking_uri: str = "sqlite:///mlflow.db"
     """MLflow tracking URI: a local database by default, or http://host:5000."""
     mlflow_experiment: str = "segtune"

@@ -10,7 +10,6 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import ray
 from ray import tune
@@ -19,7 +18,8 @@ from ray.tune.schedulers import ASHAScheduler
 from segtune import names
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
 from segtune.inspect import duplicate_groups
-from segtune.paths import ExperimentPaths, experiment_paths
+from segtune import storage
+from segtune.paths import ExperimentPaths, experiment_paths, is_remote
 from segtune.tracking import MlflowTrialCallback, Tracker
 from search.config import SearchConfig, load_config, save_config
 from search.fixed import fixed_trial_params
@@ -46,7 +46,7 @@ class SearchOutcome:
 
 def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)))
-    paths = experiment_paths(cfg.storage_path, cfg.name)
+    paths = storage.pull(experiment_paths(cfg.storage_path, cfg.name))
     cfg, data, splits, excluded = _prepare_inputs(cfg, paths, resume)
     fixed = fixed_trial_params(cfg, data, splits)
     space = get_space(cfg.space, cfg.space_overrides)
@@ -60,6 +60,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
                                      paths.parent_run.read_text().strip() if resume and paths.parent_run.exists() else None)
     if parent_id:
         paths.parent_run.write_text(parent_id)
+    storage.push(paths)
     if excluded:
         tracker.log_artifact(str(paths.exclusions))
     _start_ray(cfg)
@@ -70,6 +71,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()
+        storage.push(paths)
         tracker.finish_parent("KILLED")
         print(_resume_hint(cfg))
         raise
@@ -77,13 +79,14 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     tracker.close_open_children()
     rows = leaderboard_rows(results, cfg.max_epochs)
     write_reports(paths, rows, results, searcher, data, splits, tracker)
+    storage.push(paths)
     # Ray ends fit() quietly on Ctrl-C; trials neither terminated nor errored mean it was interrupted.
     interrupted = results.num_terminated + results.num_errors < len(results)
     tracker.finish_parent("KILLED" if interrupted else "FINISHED")
     _print_summary(cfg, paths, rows)
     if tracker.failed:
-        print(f"MLflow at {cfg.tracking_uri} could not be reached during the search; everything is in {paths.root}. "
-              f"Log it once the store is back: segtune mlflow {paths.root} --tracking-uri {cfg.tracking_uri}")
+        print(f"MLflow at {cfg.tracking_uri} could not be reached during the search; everything is in {paths.tune_path}. "
+              f"Log it once the store is back: segtune mlflow {paths.tune_path} --tracking-uri {cfg.tracking_uri}")
     if interrupted:
         print(_resume_hint(cfg))
     return SearchOutcome(paths, rows, parent_id, results, searcher)
@@ -124,6 +127,8 @@ def _timestamped(space: str) -> str:
 
 def latest_experiment(storage_path: str) -> str:
     """The most recently started experiment under storage_path, for a bare --resume."""
+    if is_remote(storage_path):
+        raise ValueError(f"--resume with storage_path {storage_path}: pass --name, the interrupted search's name")
     root = experiment_paths(storage_path, "_").root.parent
     found = sorted(root.glob("*/segtune/search_config.yaml"), key=lambda p: p.stat().st_mtime)
     if not found:
@@ -157,7 +162,7 @@ def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:
                                     max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True,
                                     trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
         run_config=tune.RunConfig(
-            name=cfg.name, storage_path=str(paths.root.parent), verbose=0,
+            name=cfg.name, storage_path=paths.tune_path.rpartition("/")[0], verbose=0,
             callbacks=[MlflowTrialCallback(tracker, fixed, cfg.max_epochs), ProgressLine(cfg.num_samples, cfg.max_epochs)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=names.OBJECTIVE,
                                                     checkpoint_score_order=names.OBJECTIVE_MODE),
@@ -165,9 +170,9 @@ def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:
 
 
 def _restore_tuner(paths: ExperimentPaths, trainable) -> tune.Tuner:
-    if not tune.Tuner.can_restore(str(paths.root)):
-        raise FileNotFoundError(f"--resume: no Ray Tune experiment state in {paths.root}")
-    return tune.Tuner.restore(str(paths.root), trainable=trainable, resume_unfinished=True, resume_errored=False)
+    if not tune.Tuner.can_restore(paths.tune_path):
+        raise FileNotFoundError(f"--resume: no Ray Tune experiment state in {paths.tune_path}")
+    return tune.Tuner.restore(paths.tune_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
 
 
 def _resume_inputs(paths: ExperimentPaths):
@@ -181,7 +186,7 @@ def load_searcher(paths: ExperimentPaths, max_epochs: int) -> AshaAwareOptunaSea
     """The searcher as Ray saved it in the experiment folder (its Optuna study included)."""
     searcher = AshaAwareOptunaSearch(max_epochs=max_epochs)
     try:
-        searcher.restore_from_dir(str(paths.root))
+        searcher.restore_from_dir(str(storage.pull_tune_state(paths)))
     except (FileNotFoundError, RuntimeError):
         return None
     return searcher
@@ -193,8 +198,8 @@ def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[dict]) 
         best = rows[0]
         print(f"\nbest trial {best['trial_id']}: val_miou {best['val_miou']:.4f} after {best['epochs']} epoch(s)")
         print(f"best config: {json.dumps(best['params'])}")
-        print(f"best checkpoint: {Path(best['checkpoint']) / 'checkpoint.pt'}")
-    print(f"experiment folder: {paths.root}  (leaderboard, plots, config and splits in {paths.segtune})")
+        print(f"best checkpoint: {best['checkpoint']}/checkpoint.pt")
+    print(f"experiment folder: {paths.tune_path}  (leaderboard, plots, config and splits in {paths.segtune})")
     uri = cfg.tracking_uri
     print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")
           else f"browse in MLflow: open {uri}")

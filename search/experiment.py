@@ -7,19 +7,20 @@ the images and splits the search saw.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from ray.tune import ExperimentAnalysis, ResultGrid
 
 from search.config import SearchConfig, load_config
 from segtune.data import SegmentationData, exclude_images, load_dataset
-from segtune.paths import ExperimentPaths
+from segtune import storage
+from segtune.paths import ExperimentPaths, experiment_at
 
 
-def open_experiment(root) -> ExperimentPaths:
-    paths = ExperimentPaths(Path(root).expanduser().resolve())
+def open_experiment(location) -> ExperimentPaths:
+    """An experiment given as its folder or its s3:// URI (whose segtune/ files are fetched first)."""
+    paths = storage.pull(experiment_at(location))
     if not paths.config.is_file() or not paths.splits.is_file():
-        raise FileNotFoundError(f"{paths.root} is not a segtune experiment (no {paths.config.name} and "
+        raise FileNotFoundError(f"{paths.tune_path} is not a segtune experiment (no {paths.config.name} and "
                                 f"{paths.splits.name} under segtune/); pass the folder `segtune search` printed")
     return paths
 
@@ -35,4 +36,4 @@ def load_experiment_data(paths: ExperimentPaths) -> tuple[SearchConfig, Segmenta
 
 def load_results(paths: ExperimentPaths) -> ResultGrid:
     """The trials through Ray's results API (not by globbing trial folders)."""
-    return ResultGrid(ExperimentAnalysis(str(paths.root)))
+    return ResultGrid(ExperimentAnalysis(paths.tune_path))

@@ -18,7 +18,7 @@ from pathlib import Path
 from search.experiment import load_experiment_data, load_results, open_experiment
 from search.fixed import fixed_trial_params
 from search.report import leaderboard_rows, summary_metrics
-from segtune import names
+from segtune import names, storage
 from segtune.paths import ExperimentPaths
 from segtune.tracking import Tracker
 
@@ -29,7 +29,7 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
     uri = tracking_uri or cfg.tracking_uri
     tracker = Tracker(uri, cfg.mlflow_experiment)
     if not force and paths.parent_run.exists() and _run_exists(tracker, paths.parent_run.read_text().strip()):
-        raise FileExistsError(f"{paths.root} is already logged in {uri} as run {paths.parent_run.read_text().strip()}; "
+        raise FileExistsError(f"{paths.tune_path} is already logged in {uri} as run {paths.parent_run.read_text().strip()}; "
                               "pass --force to log it again as a new run")
     fixed = fixed_trial_params(cfg, data, splits)
     parent = tracker.start_parent(cfg.name, cfg.to_dict())
@@ -43,8 +43,7 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
         if frame is not None and names.EPOCH in frame:
             for record in frame.to_dict("records"):
                 tracker.log_epoch(trial_id, params, record)
-        error_file = Path(result.path) / "error.txt"
-        error = error_file.read_text(errors="replace") if error_file.exists() else rows[trial_id]["error"]
+        error = _error_text(result) or rows[trial_id]["error"]
         tracker.close_child(trial_id, params, rows[trial_id]["outcome"], error or None)
     for file in [paths.config, paths.splits, paths.leaderboard, paths.exclusions]:
         if file.exists():
@@ -56,7 +55,17 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
     if tracker.failed or parent is None:
         raise ConnectionError(f"logging to {uri} failed (see the warning above); nothing was marked as logged")
     paths.parent_run.write_text(parent)
+    storage.push(paths)
     return parent
+
+
+def _error_text(result) -> str | None:
+    """The trial's full error.txt (local or in the bucket), when Ray wrote one."""
+    try:
+        with result.filesystem.open_input_stream(f"{result.path}/error.txt") as stream:
+            return stream.read().decode(errors="replace")
+    except (FileNotFoundError, OSError):
+        return None
 
 
 def _run_exists(tracker: Tracker, run_id: str) -> bool:
@@ -71,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     parser = argparse.ArgumentParser(prog="segtune mlflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("experiment", help="experiment folder of a search")
+    parser.add_argument("experiment", help="experiment folder (or s3:// URI) of a search")
     parser.add_argument("--tracking-uri", default=None, help="MLflow store (default: the search's own)")
     parser.add_argument("--force", action="store_true", help="log again even if the search is already in the store")
     args = parser.parse_args(argv)

@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import torch
 
-from segtune import names
+from segtune import names, storage
 from segtune.data import SegmentationData
 from segtune.data.dataset import to_tensor
 from segtune.paths import ExperimentPaths
@@ -37,7 +37,7 @@ def leaderboard_rows(results, max_epochs: int) -> list[dict]:
             "epochs": epochs,
             "val_miou": float(frame[names.VAL_MIOU].max()) if has_scores else float("nan"),
             "params": dict(result.config or {}),
-            "checkpoint": best.path if best else None,
+            "checkpoint": storage.checkpoint_location(best) if best else None,
             "error": str(result.error).strip().splitlines()[-1] if result.error else "",
         })
     return sorted(rows, key=lambda r: (r["outcome"] == "failed", -np.nan_to_num(r["val_miou"], nan=-1)))
@@ -50,7 +50,7 @@ def write_reports(paths: ExperimentPaths, rows, results, searcher, data: Segment
         plots.append(plot_importances(searcher.study, paths.plot("parameter_importances")))
     best = next((r for r in rows if r["checkpoint"]), None)
     if best:
-        plots.append(plot_predictions(Path(best["checkpoint"]) / "checkpoint.pt", data, splits["val"][:4],
+        plots.append(plot_predictions(storage.local_checkpoint(best["checkpoint"], paths), data, splits["val"][:4],
                                       paths.plot("best_trial_predictions")))
     for file in [paths.config, paths.splits, paths.leaderboard]:
         tracker.log_artifact(str(file))

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from segtune.data import DataError
     try:
         outcome = run_search(cfg, resume=resume)
-    except (DataError, FileExistsError, FileNotFoundError, ValueError, KeyError) as error:
+    except (DataError, FileExistsError, FileNotFoundError, ValueError, KeyError, ConnectionError) as error:
         print(f"segtune search: {error}", file=sys.stderr)
         return 2
     return 0 if outcome.best else 1

@@ -3,17 +3,32 @@
     <storage_path>/<name>/                 Ray Tune's experiment folder (trials, checkpoints)
     <storage_path>/<name>/segtune/         what segtune adds: the config, splits and exclusion list that
                                            made it, the leaderboard, plots, the MLflow parent run id
+
+storage_path is a local folder, a shared filesystem path (NFS) or an s3:// URI. For s3://, Ray reads
+and writes the bucket itself and segtune works on a local copy of segtune/ (under SEGTUNE_CACHE,
+default ~/.cache/segtune) that segtune/storage.py keeps in step with the bucket.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+REMOTE_SCHEMES = ("s3",)
 
 
 @dataclass(frozen=True)
 class ExperimentPaths:
     root: Path
+    """The local experiment folder, or the local working copy of a remote one."""
+    uri: str | None = None
+    """The remote experiment (s3://bucket/prefix/name), when storage_path is remote."""
+
+    @property
+    def tune_path(self) -> str:
+        """The experiment as Ray Tune reads and writes it."""
+        return self.uri or str(self.root)
 
     @property
     def segtune(self) -> Path:
@@ -48,8 +63,25 @@ class ExperimentPaths:
         return self
 
 
+def is_remote(location: str | os.PathLike) -> bool:
+    return "://" in str(location)
+
+
 def experiment_paths(storage_path: str, name: str) -> ExperimentPaths:
-    """Local storage paths are made absolute (Ray needs that); URIs such as s3:// are kept."""
-    if "://" in storage_path:
-        raise ValueError(f"storage_path {storage_path}: remote storage is not supported yet; use a local or shared folder")
-    return ExperimentPaths(Path(storage_path).expanduser().resolve() / name)
+    """Local storage paths are made absolute (Ray needs that); s3:// URIs get a local working copy."""
+    if not is_remote(storage_path):
+        return ExperimentPaths(Path(storage_path).expanduser().resolve() / name)
+    scheme, _, rest = storage_path.partition("://")
+    rest = rest.strip("/")
+    if scheme not in REMOTE_SCHEMES or not rest:
+        raise ValueError(f"storage_path {storage_path}: use a local or shared folder, or s3://bucket[/prefix]")
+    cache = Path(os.environ.get("SEGTUNE_CACHE", "~/.cache/segtune")).expanduser().resolve()
+    return ExperimentPaths(cache / scheme / rest / name, f"{scheme}://{rest}/{name}")
+
+
+def experiment_at(location: str | os.PathLike) -> ExperimentPaths:
+    """The paths of an existing experiment given as its folder or its s3:// URI."""
+    if is_remote(location):
+        parent, _, name = str(location).rstrip("/").rpartition("/")
+        return experiment_paths(parent, name)
+    return ExperimentPaths(Path(location).expanduser().resolve())

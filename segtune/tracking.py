@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import mlflow
-from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray import tune
 

@@ -1,11 +1,6 @@
 """The real trainable in a real (local) Ray Tune search, once, end to end."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -14,6 +9,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
+from drivers import kill_after_finished_trials, run_driver
 from search.driver import load_searcher
 from segtune import names
 from segtune.paths import experiment_paths
@@ -21,7 +17,6 @@ from searches import N_STARTUP
 from trainables import load_model
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_tpe_proposed_the_configs_after_its_startup_trials(finished_search):
@@ -92,24 +87,14 @@ def test_splits_and_config_are_saved_with_the_experiment(finished_search):
 
 
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    args = [sys.executable, str(ROOT / "search" / "run.py"), "--smoke-test", "--num-samples", "5",
-            "--max-concurrent-trials", "1", "--name", "killed", "--storage-path", str(tmp_path),
-            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
-    driver = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    seen, deadline = [], time.time() + 240
-    for line in driver.stdout:  # kill the driver once two trials have reported their last epoch
-        seen.append(line)
-        if sum(" epoch 2/2]" in s for s in seen) >= 2 or time.time() > deadline:
-            break
-    driver.send_signal(signal.SIGKILL)
-    driver.wait()
+    args = ["--smoke-test", "--num-samples", "5", "--max-concurrent-trials", "1", "--name", "killed",
+            "--storage-path", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    output = kill_after_finished_trials(args, tmp_path)
     experiment = tmp_path / "killed"
     finished_before = {p.parent.name: p.read_text().count("\n") for p in experiment.glob("trial_*/result.json")}
-    assert finished_before, "".join(seen)
+    assert finished_before, output
 
-    resumed = subprocess.run([*args[:2], "--resume", "--name", "killed", "--storage-path", str(tmp_path)],
-                             env=env, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    resumed = run_driver(["--resume", "--name", "killed", "--storage-path", str(tmp_path)], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     rows = list(csv_rows(experiment / "segtune" / "leaderboard.csv"))
     assert len(rows) == 5 and all(r["outcome"] != "failed" for r in rows)
