@@ -202,10 +202,10 @@ def test_cluster_search_config_fits_the_cluster(config):
     cfg = load_config(str(SEARCH_YAML))
     assert cfg.ray_address == "auto"
     assert cfg.tracking_uri == "http://127.0.0.1:5000"
-    experiment_paths(cfg.storage_path, "x")  # a path segtune accepts (no s3:// yet)
-    # storage_path is the folder the head exports over NFS and every worker mounts at the same path.
-    assert any(cfg.storage_path in c and "exportfs" in c for c in config["head_setup_commands"])
-    assert any(cfg.storage_path in c and "mount" in c for c in config["worker_setup_commands"])
+    # Trials write to a bucket that every node reaches through its instance profile (no keys on nodes).
+    assert experiment_paths(cfg.storage_path, "x").uri.startswith("s3://")
+    for name, node_type in worker_types(config).items():
+        assert node_type["node_config"]["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}, name
     # Trials pack whole onto a GPU worker: 1/gpus_per_trial trials, each with its CPUs.
     gpu_worker = next(t for t in worker_types(config).values() if t["resources"].get("GPU", 0) > 0)
     per_gpu = round(1 / cfg.gpus_per_trial)
