@@ -62,11 +62,15 @@ class SearchConfig:
     steps_per_epoch: int | None = None
     """Batches per epoch; null for one pass over the training split."""
     cpus_per_trial: float = 1
-    """CPUs reserved per trial."""
+    """CPUs reserved per trial: its own process plus its DataLoader workers."""
     gpus_per_trial: float = 0
-    """GPU fraction per trial (e.g. 0.25 packs four trials on a GPU)."""
-    num_workers: int = 0
-    """DataLoader workers per trial."""
+    """GPU share per trial: 0.25 packs four trials on a GPU, each held to a quarter of its memory."""
+    num_workers: int | None = None
+    """DataLoader workers per trial; null: cpus_per_trial - 1, so the trial uses exactly the CPUs it reserves."""
+    mixed_precision: bool = True
+    """On a GPU: bf16 autocast where the card supports it, else fp16 with loss scaling; false for float32."""
+    channels_last: bool = True
+    """On a GPU: channels-last memory format for the model and batches; false for NCHW."""
     max_failures: int = 0
     """Retries of a trial that crashed (a node lost); a failing trial never stops the search."""
     encoder_weights: str | None = None
@@ -107,6 +111,14 @@ class SearchConfig:
         need(self.gpus_per_trial == 0 or (1 / self.gpus_per_trial).is_integer() or self.gpus_per_trial >= 1,
              "gpus_per_trial", "use a fraction whose inverse is a whole number (0.5, 0.25) so trials pack evenly")
         need(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
+        need(self.num_workers is None or 0 <= self.num_workers <= max(0, self.cpus_per_trial - 1), "num_workers",
+             f"{self.num_workers} DataLoader workers need cpus_per_trial >= {(self.num_workers or 0) + 1} (one CPU "
+             f"for the trial, one per worker), not {self.cpus_per_trial}; raise cpus_per_trial or leave num_workers unset")
+
+    @property
+    def loader_workers(self) -> int:
+        """DataLoader workers per trial: as set, or every reserved CPU but the trial's own."""
+        return self.num_workers if self.num_workers is not None else max(0, int(self.cpus_per_trial) - 1)
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}

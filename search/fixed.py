@@ -30,6 +30,9 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         "max_epochs": cfg.max_epochs,
         "steps_per_epoch": cfg.steps_per_epoch,
         "encoder_weights": cfg.encoder_weights,
-        "num_workers": cfg.num_workers,
+        "num_workers": cfg.loader_workers,
+        "mixed_precision": cfg.mixed_precision,
+        "channels_last": cfg.channels_last,
+        "gpu_fraction": min(cfg.gpus_per_trial, 1.0) or 1.0,
         "seed": cfg.seed,
     }

@@ -58,7 +58,15 @@ def _argument_type(hint):
     is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
     base = [a for a in typing.get_args(hint) if a is not type(None)] if is_union else [hint]
     origin = typing.get_origin(base[0]) or base[0]
-    return {tuple: str, dict: dict}.get(origin, origin)
+    return {tuple: str, dict: dict, bool: _parse_bool}.get(origin, origin)
+
+
+def _parse_bool(text: str) -> bool:
+    """--mixed-precision false (argparse's bool() would read any word, 'false' included, as True)."""
+    value = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
+    return value
 
 
 def _parse_mapping(text: str) -> dict:

@@ -117,6 +117,13 @@ class TrialConfig:
     """Per-channel normalisation std (0..1 scale)."""
     num_workers: int = 0
     """DataLoader worker processes; keep equal to the trial's CPUs minus one or 0."""
+    # compute (used on a GPU; a CPU trial trains in float32, NCHW)
+    mixed_precision: bool = True
+    """On a GPU, autocast to bf16 where supported, else fp16 with loss scaling; False trains in float32."""
+    channels_last: bool = True
+    """On a GPU, channels-last (NHWC) memory format for the model and batches."""
+    gpu_fraction: float = 1.0
+    """Share of the GPU this trial may use, also as a cap on its GPU memory (gpus_per_trial below 1)."""
     seed: int = 0
     """Seed for weights, crops, augmentation and batch order."""
 
@@ -139,6 +146,7 @@ class TrialConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
         need(self.scheduler in SCHEDULERS, f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
         need(self.lr > 0 and self.warmup_lr > 0 and self.weight_decay >= 0, "lr, warmup_lr must be > 0 and weight_decay >= 0")
+        need(0 < self.gpu_fraction <= 1, f"gpu_fraction {self.gpu_fraction} must be in (0, 1]")
         need(self.batch_size >= 1 and self.max_epochs >= 1, "batch_size and max_epochs must be >= 1")
         need(self.early_stop_patience is None or self.early_stop_patience >= 1, "early_stop_patience must be >= 1 or None")
         for name in ("copy_paste", "shift_scale_rotate", "brightness_contrast", "gamma", "blur_noise", "distortion", "cutmix"):

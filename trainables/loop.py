@@ -9,39 +9,50 @@ import torch
 
 from segtune import metrics, names
 from trainables.config import TrialConfig
+from trainables.device import Compute
 from trainables.model import predict_logits
 
 
-def train_epoch(model, loader, loss_fn, optimizer, device, max_steps: int | None = None,
+def train_epoch(model, loader, loss_fn, optimizer, compute: Compute, max_steps: int | None = None,
                 grad_clip: float | None = None) -> float:
     """Mean training loss over the epoch; a non-finite loss stops the trial with the reason."""
     model.train()
+    scaler = compute.scaler()
     total, steps = 0.0, 0
     for step, (images, masks) in enumerate(loader):
         if max_steps is not None and step >= max_steps:
             break
-        images, masks = images.to(device), masks.to(device)
-        loss = loss_fn(model(images), masks)
+        images, masks = compute.batch(images), masks.to(compute.device, non_blocking=True)
+        with compute.autocast():
+            logits = model(images)
+        loss = loss_fn(logits.float(), masks)
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"loss became {loss.item()} at step {step}; lower lr or check the data")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (scaler.scale(loss) if scaler else loss).backward()
+        if scaler:
+            scaler.unscale_(optimizer)  # clip the true gradients, not the scaled ones
         if grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if scaler:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
         total, steps = total + loss.item(), steps + 1
     return total / max(steps, 1)
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, cfg: TrialConfig, device) -> dict[str, float]:
+def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute) -> dict[str, float]:
     """Validation loss and metrics from one confusion matrix over the whole split."""
     model.eval()
     matrix = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
     for images, masks in loader:
-        images, masks = images.to(device), masks.to(device)
-        logits = predict_logits(model, images)
+        images, masks = compute.batch(images), masks.to(compute.device)
+        with compute.autocast():
+            logits = predict_logits(model, images).float()
         valid = int((masks != cfg.ignore_index).sum())
         loss_sum += loss_fn(logits, masks).item() * valid
         pixels += valid

@@ -20,6 +20,7 @@ from segtune.data import CropDataset, SegmentationData, WholeImageDataset
 from trainables.augment import build_augmenter, rarest_class
 from trainables.class_weights import class_weights, pixel_counts
 from trainables.config import TrialConfig
+from trainables.device import Compute, trial_compute
 from trainables.loop import evaluate, train_epoch
 from trainables.losses import build_loss
 from trainables.model import build_model
@@ -52,8 +53,8 @@ def _report_to_tune(result: dict, state: dict) -> None:
 def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[str]],
               report: Callable[[dict, dict], None], state: dict | None = None) -> None:
     """build -> resume -> epoch loop -> report(metrics, checkpoint state); no Ray needed."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model, optimizer, losses = build_training(cfg, device)
+    compute = trial_compute(cfg.mixed_precision, cfg.channels_last, cfg.gpu_fraction)
+    model, optimizer, losses = build_training(cfg, compute)
     start_epoch, history = (1, []) if state is None else (state["epoch"] + 1, list(state["history"]))
     scheduler = start_stage(cfg, optimizer, stage_of(cfg, start_epoch))
     if state is not None:
@@ -63,15 +64,15 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
             scheduler.load_state_dict(state["scheduler"])
     train_set, sampler_weights = build_train_set(cfg, data, splits["train"])
     val_loader = DataLoader(WholeImageDataset(data, splits["val"], cfg.mean, cfg.std),
-                            batch_size=1, num_workers=cfg.num_workers)
+                            batch_size=1, num_workers=cfg.num_workers, pin_memory=compute.device.type == "cuda")
     for epoch in range(start_epoch, cfg.max_epochs + 1):
         stage = stage_of(cfg, epoch)
         if epoch > start_epoch and stage != stage_of(cfg, epoch - 1):
             scheduler = start_stage(cfg, optimizer, stage)
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(model, train_loader(cfg, train_set, sampler_weights, epoch), losses[stage],
-                                 optimizer, device, cfg.steps_per_epoch, cfg.grad_clip)
-        result = evaluate(model, val_loader, losses[stage], cfg, device)
+                                 optimizer, compute, cfg.steps_per_epoch, cfg.grad_clip)
+        result = evaluate(model, val_loader, losses[stage], cfg, compute)
         history.append(result[names.VAL_MIOU])
         if stage == MAIN:
             step_scheduler(scheduler, result[names.VAL_MIOU])
@@ -85,10 +86,10 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
             return
 
 
-def build_training(cfg: TrialConfig, device: torch.device):
+def build_training(cfg: TrialConfig, compute: Compute):
     """Model, optimizer and the loss of each stage (cross-entropy warm-up, then cfg.loss)."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg).to(device)
+    model = compute.model(build_model(cfg))
     optimizers = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "nadam": torch.optim.NAdam,
                   "sgd": lambda params, **kw: torch.optim.SGD(params, momentum=0.9, **kw)}
     optimizer = optimizers[cfg.optimizer](model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -118,7 +119,8 @@ def train_loader(cfg: TrialConfig, train_set: CropDataset, sampler_weights, epoc
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
     sampler = None if sampler_weights is None else WeightedRandomSampler(sampler_weights, len(train_set), generator=generator)
     return DataLoader(train_set, batch_size=cfg.batch_size, shuffle=sampler is None, sampler=sampler,
-                      drop_last=len(train_set) > cfg.batch_size, num_workers=cfg.num_workers, generator=generator)
+                      drop_last=len(train_set) > cfg.batch_size, num_workers=cfg.num_workers, generator=generator,
+                      pin_memory=torch.cuda.is_available())
 
 
 def load_model(checkpoint_file: str | Path, device: str = "cpu") -> tuple[torch.nn.Module, TrialConfig]:

@@ -64,3 +64,11 @@ def test_segtune_command_dispatches_to_search(capsys):
         main(["search", "--help"])
     assert exit_info.value.code == 0 and "--num-samples" in capsys.readouterr().out
     assert main(["no-such-command"]) == 2
+
+
+def test_switches_read_true_and_false_from_the_command_line(capsys):
+    cfg, _ = parse_config(["--mixed-precision", "false", "--channels-last", "no", "--evaluate-recipes", "true"])
+    assert (cfg.mixed_precision, cfg.channels_last, cfg.evaluate_recipes) == (False, False, True)
+    with pytest.raises(SystemExit):
+        parse_config(["--mixed-precision", "maybe"])
+    assert "'maybe' is not true or false" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from search.fixed import fixed_trial_params
 from segtune.data import make_splits, make_synthetic
 from spaces import RECIPES, SPACES, field_name
 from trainables import TrialConfig
+from trainables.device import Compute
 from trainables.trainable import build_train_set, build_training, train_loader
 
 SAMPLES = 4
@@ -34,7 +35,7 @@ def sampled_configs(space, count, seed):
 def train_one_step(config: dict, fixed) -> float:
     data, splits, fixed_params = fixed
     cfg = TrialConfig.from_dict({**fixed_params, **config, "batch_size": 2})
-    model, optimizer, losses = build_training(cfg, torch.device("cpu"))
+    model, optimizer, losses = build_training(cfg, Compute(torch.device("cpu")))
     train_set, weights = build_train_set(cfg, data, splits["train"])
     images, masks = next(iter(train_loader(cfg, train_set, weights, epoch=1)))
     loss = losses["main"](model(images), masks)

@@ -5,6 +5,7 @@ from torch.utils.data import DataLoader
 from segtune import names
 from segtune.data import CropDataset, make_splits, make_synthetic
 from trainables import TrialConfig, build_model, load_model, run_trial
+from trainables.device import Compute
 from trainables.loop import train_epoch
 from trainables.trainable import CHECKPOINT_FILE
 
@@ -79,7 +80,7 @@ def test_non_finite_loss_stops_the_trial_with_the_reason(data_and_splits):
     loader = DataLoader(CropDataset(data, splits["train"], cfg.crop, cfg.mean, cfg.std, 0, 255), batch_size=4)
     nan_loss = lambda logits, target: logits.sum() * float("nan")  # noqa: E731
     with pytest.raises(FloatingPointError, match="lower lr"):
-        train_epoch(model, loader, nan_loss, torch.optim.SGD(model.parameters(), lr=0.1), "cpu")
+        train_epoch(model, loader, nan_loss, torch.optim.SGD(model.parameters(), lr=0.1), Compute(torch.device("cpu")))
 
 
 def test_local_encoder_weights_are_loaded_without_download(tmp_path):
