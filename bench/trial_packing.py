@@ -74,7 +74,7 @@ def main() -> None:
         raise SystemExit("no GPU here: run on a GPU machine, or pass --cpu to pack trials on CPU cores")
     args.total_cpus = os.cpu_count()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     data = make_synthetic(count=64, height=args.crop + 32, width=args.crop + 32)
     splits = make_splits(data, 0.1, 0.0, seed=0)
     device = "CPU" if args.cpu else torch.cuda.get_device_name(0)

@@ -143,7 +143,8 @@ def _start_ray(cfg: SearchConfig) -> None:
     if cfg.ray_address:
         ray.init(address=cfg.ray_address, log_to_driver=False)
     else:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        # "local": a Ray of our own, never a cluster someone started on this machine (plain ray.init() joins one)
+        ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
 
 
 def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:
