@@ -1,7 +1,6 @@
 """The same search on a two-node Ray (ray.cluster_utils.Cluster on this machine), and a node lost mid-trial."""
 
 import json
-from pathlib import Path
 
 import pytest
 import ray
@@ -85,6 +84,10 @@ def test_a_trial_whose_node_died_continues_from_its_checkpoint_and_every_trial_f
     assert all(r["outcome"] == "completed" and r["epochs"] == cfg.max_epochs for r in outcome.leaderboard)
     history = epochs_by_node(outcome)[killer.killed_trial]
     assert history[0] == (worker.node_id, 1)
-    # after the node died the trial resumed at epoch 2 on the surviving node: epoch 1 was not trained again
-    assert [epoch for _, epoch in history] == [1, 2, 3]
-    assert all(node != worker.node_id for node, epoch in history if epoch > 1)
+    # After the node died the trial went on from its last checkpoint on the surviving node: epoch 1 was not
+    # trained again. (Removing the node takes a moment, so the worker may have reported epoch 2 without
+    # checkpointing it; that epoch is then trained again on the head.)
+    on_worker = [epoch for node, epoch in history if node == worker.node_id]
+    on_head = [epoch for node, epoch in history[len(on_worker):] if node != worker.node_id]
+    assert on_worker == list(range(1, len(on_worker) + 1)) and len(on_worker) + len(on_head) == len(history), history
+    assert on_head == list(range(on_head[0], cfg.max_epochs + 1)) and 2 <= on_head[0] <= len(on_worker) + 1, history
