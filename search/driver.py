@@ -136,7 +136,13 @@ def latest_experiment(storage_path: str) -> str:
     return found[-1].parent.parent.name
 
 
+EXPERIMENT_SNAPSHOT_S = 2
+"""How often Ray Tune saves the experiment state that --resume starts from (Ray's own default is every
+10 s or more). Work done after the last snapshot is redone on resume; the snapshot is small (KBs per trial)."""
+
+
 def _start_ray(cfg: SearchConfig) -> None:
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))  # read when the Tuner runs
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
