@@ -7,22 +7,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
+from mlflow_runs import UNREACHABLE, assert_logged_like, logged_runs
 from search.replay import main as replay_main
 from segtune import names
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused at once
-
-
-def logged_runs(uri):
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("segtune").experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if names.TAG_TRIAL_ID in r.data.tags]
-    return client, runs, parents, children
 
 
 def test_replay_logs_a_finished_search_like_live_logging(finished_search, tmp_path):
@@ -31,17 +22,11 @@ def test_replay_logs_a_finished_search_like_live_logging(finished_search, tmp_pa
     shutil.copytree(outcome.paths.root, experiment)  # the shared search's own parent id stays untouched
     uri = f"sqlite:///{tmp_path}/replayed.db"
     assert replay_main([str(experiment), "--tracking-uri", uri]) == 0
-    client, runs, parents, children = logged_runs(uri)
-    assert len(parents) == 1 and len(children) == cfg.num_samples
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    by_trial = {r.data.tags[names.TAG_TRIAL_ID]: r for r in children}
+    client, parents, by_trial = assert_logged_like(uri, outcome.leaderboard)
+    assert len(by_trial) == cfg.num_samples
     for row in outcome.leaderboard:
-        run = by_trial[row["trial_id"]]
-        assert run.data.tags[names.TAG_OUTCOME] == row["outcome"]
-        history = client.get_metric_history(run.info.run_id, names.VAL_MIOU)
-        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
         if row["outcome"] == "failed":
-            assert "no_such_encoder" in run.data.tags[names.TAG_ERROR]
+            assert "no_such_encoder" in by_trial[row["trial_id"]].data.tags[names.TAG_ERROR]
     assert {"search_config.yaml", "leaderboard.csv", "plots"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     with pytest.raises(SystemExit, match="already logged"):
         replay_main([str(experiment), "--tracking-uri", uri])

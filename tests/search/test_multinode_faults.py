@@ -23,11 +23,11 @@ from types import SimpleNamespace
 
 import pytest
 import ray
-from mlflow.tracking import MlflowClient
 from ray.cluster_utils import Cluster
 from ray.tune.registry import _ParameterRegistry
 
 import search.driver
+from mlflow_runs import UNREACHABLE, assert_logged_like, logged_runs
 from search import load_config, run_search
 from search.driver import load_searcher
 from search.replay import main as replay_main
@@ -37,7 +37,6 @@ from segtune.paths import experiment_paths
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
-UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, connections are refused at once
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +83,6 @@ def trial_statuses(experiment: Path) -> dict[str, str]:
     state_file = max(experiment.glob("experiment_state-*.json"), key=lambda p: p.stat().st_mtime)
     trials = [json.loads(trial_json) for trial_json, _ in json.loads(state_file.read_text())["trial_data"]]
     return {trial["trial_id"]: trial["status"] for trial in trials}
-
-
-def logged_runs(uri: str):
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("segtune").experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if names.TAG_TRIAL_ID in r.data.tags]
-    return client, runs, parents, children
 
 
 def csv_rows(path: Path) -> list[dict]:
@@ -308,15 +299,8 @@ def test_search_with_mlflow_unreachable_on_two_nodes_completes_warns_once_and_is
 
     uri = f"sqlite:///{outcome.paths.root.parent}/later.db"
     assert replay_main([str(outcome.paths.root), "--tracking-uri", uri]) == 0
-    client, runs, parents, children = logged_runs(uri)
-    assert len(parents) == 1 and len(children) == cfg.num_samples
-    assert not [r for r in runs if r.info.status == "RUNNING"]
-    by_trial = {r.data.tags[names.TAG_TRIAL_ID]: r for r in children}
-    for row in outcome.leaderboard:
-        run = by_trial[row["trial_id"]]
-        assert run.data.tags[names.TAG_OUTCOME] == row["outcome"]
-        history = client.get_metric_history(run.info.run_id, names.VAL_MIOU)
-        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
+    _, _, by_trial = assert_logged_like(uri, outcome.leaderboard)
+    assert len(by_trial) == cfg.num_samples
 
 
 def test_the_data_reaches_each_node_once_and_trials_read_it_zero_copy_from_the_object_store(cluster, offline_search):
