@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from drivers import kill_after_finished_trials, run_driver
 from ensembles.run import main as ensemble_main
-from search.driver import load_searcher
+from search.driver import latest_experiment, load_searcher
 from search.experiment import open_experiment
 from search.replay import main as replay_main
 from segtune import storage
@@ -129,6 +129,8 @@ def test_a_missing_bucket_or_an_unknown_scheme_is_refused_before_any_compute(s3_
         storage.pull(experiment_paths("s3://no-such-bucket/results", "x"))
     with pytest.raises(ValueError, match="storage_path gs://b: use a local or shared folder, or s3://"):
         experiment_paths("gs://b", "x")
+    with pytest.raises(ValueError, match="pass --name"):  # no "latest experiment" lookup in a bucket
+        latest_experiment(STORAGE)
     done = run_driver(["--smoke-test", "--storage-path", "s3://no-such-bucket/r", "--tracking-uri",
                        f"sqlite:///{tmp_path}/m.db"], tmp_path, s3_server[0], timeout=120)
     assert done.returncode != 0 and "bucket no-such-bucket does not exist" in done.stdout + done.stderr
