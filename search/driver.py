@@ -15,10 +15,9 @@ import ray
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
-from segtune import names
+from segtune import names, storage
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
 from segtune.inspect import duplicate_groups
-from segtune import storage
 from segtune.paths import ExperimentPaths, experiment_paths, is_remote
 from segtune.tracking import MlflowTrialCallback, Tracker
 from search.config import SearchConfig, load_config, save_config
@@ -205,7 +204,7 @@ def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[dict]) 
         best = rows[0]
         print(f"\nbest trial {best['trial_id']}: val_miou {best['val_miou']:.4f} after {best['epochs']} epoch(s)")
         print(f"best config: {json.dumps(best['params'])}")
-        print(f"best checkpoint: {best['checkpoint']}/checkpoint.pt")
+        print(f"best checkpoint: {best['checkpoint']}/{names.CHECKPOINT_FILE}")
     print(f"experiment folder: {paths.tune_path}  (leaderboard, plots, config and splits in {paths.segtune})")
     uri = cfg.tracking_uri
     print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")

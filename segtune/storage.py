@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 
+from segtune.names import CHECKPOINT_FILE
 from segtune.paths import ExperimentPaths, is_remote
-
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:

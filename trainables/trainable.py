@@ -6,6 +6,7 @@ Run by search/ through `tune.with_parameters(train_segmentation, data=..., split
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import tempfile
@@ -18,6 +19,7 @@ from ray import tune
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from segtune import names
+from segtune.names import CHECKPOINT_FILE
 from segtune.data import CropDataset, SegmentationData, WholeImageDataset
 from trainables.augment import build_augmenter, rarest_class
 from trainables.class_weights import class_weights, pixel_counts
@@ -28,7 +30,6 @@ from trainables.losses import build_loss
 from trainables.model import build_model
 from trainables.schedule import MAIN, WARMUP, patience_exhausted, stage_of, start_stage, step_scheduler
 
-CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def train_segmentation(config: dict, data: SegmentationData, splits: dict[str, list[str]], fixed: dict) -> None:
@@ -50,10 +51,8 @@ def release_memory() -> None:
     """Hand freed heap back to the OS. glibc keeps what a finished trial freed (its model, optimizer,
     batches) mapped to the process, so a reused trial process grows trial after trial without this."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        pass
 
 
 def _report_to_tune(result: dict, state: dict) -> None:
