@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,8 @@ from search.report import leaderboard_rows
 from segtune.paths import ExperimentPaths, is_remote
 from segtune.storage import local_checkpoint
 
+RUN_ID = re.compile(r"[0-9a-f]{32}")
+"""What an MLflow run id looks like; anything else is taken for an experiment folder."""
 SIMILAR_RATIO = 1.25
 """Numeric parameters within this factor of each other count as the same when skipping near-duplicates."""
 
@@ -25,9 +28,16 @@ class Member:
 
 
 def resolve_experiment(source: str, tracking_uri: str | None = None) -> ExperimentPaths:
-    """An experiment folder, or the id of a search's MLflow parent run (its params name the folder)."""
+    """An experiment folder, or the id of a search's MLflow parent run (its params name the folder).
+
+    A mistyped folder never reaches MLflow: opening a sqlite store creates its file (./mlflow.db).
+    """
     if is_remote(source) or Path(source).expanduser().exists() or tracking_uri is None:
         return open_experiment(source)
+    database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+    if not RUN_ID.fullmatch(source) or (database is not None and not Path(database).is_file()):
+        raise FileNotFoundError(f"{source} is neither an experiment folder (no such folder) nor the id of a run in "
+                                f"{tracking_uri}; pass the folder `segtune search` printed or its parent run id")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     try:

@@ -121,3 +121,12 @@ def test_the_bundle_predicts_what_the_in_process_ensemble_predicts(built):
         got = predict_image(load_bundle(folder / "bundle", runtime), image)
         assert np.abs(got - expected).max() < 1e-4, runtime
         assert (got.argmax(0) == expected.argmax(0)).mean() > 0.999, runtime
+
+
+@pytest.mark.parametrize("source", ["segtune_results/segtune-crop_weed-2026112", "0123456789abcdef0123456789abcdef"])
+def test_a_mistyped_experiment_leaves_no_file_behind(tmp_path, monkeypatch, source):
+    monkeypatch.chdir(tmp_path)  # the default tracking URI is sqlite:///mlflow.db in the working directory
+    with pytest.raises(SystemExit, match=f"segtune ensemble: {source} is neither an experiment folder .*nor the id "
+                                         "of a run in sqlite:///mlflow.db"):
+        ensemble_main([source])
+    assert not list(tmp_path.iterdir())
