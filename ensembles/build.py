@@ -20,6 +20,7 @@ from segtune.data import SegmentationData
 from segtune.paths import ExperimentPaths
 from segtune.tracking import Tracker
 from trainables import load_model
+from trainables.config import TrialConfig
 from trainables.model import PAD_MULTIPLE
 
 
@@ -73,13 +74,7 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
     trial_cfg = models[0][1]
     module = EnsembleModule([model for model, _ in models], evaluation.combiners[evaluation.chosen],
                             trial_cfg.mean, trial_cfg.std).eval()
-    chosen_row = next(r for r in rows if r["chosen"])
-    manifest = {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
-                "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
-                "tile": [-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in cfg.crop], "overlap": overlap,
-                "members": summary["members"], "combiner": {"kind": evaluation.chosen},
-                "scores": {"cv_miou": chosen_row["cv_miou"], "test_miou": chosen_row["test_miou"],
-                           "excluded_from_mean": list(cfg.exclude_from_mean)}}
+    manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap)
     torch.save(module.combiner.state_dict(), folder / COMBINER_FILE)  # tensors only; rebuilds the eager ensemble
     started = time.perf_counter()
     bundle = export_bundle(module, manifest, folder / "bundle")
@@ -87,6 +82,19 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
           f"{time.perf_counter() - started:.0f} s")
     run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
     return EnsembleResult(rows, evaluation.chosen, bundle, run_id)
+
+
+def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialConfig, summary: dict, chosen_row: dict,
+                    overlap: float) -> dict:
+    """What the bundle needs to predict as the members were trained: classes, normalisation, tile and the
+    scale the search read images at (its resize, or null for each image's own size)."""
+    return {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
+            "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
+            "tile": [-(-side // PAD_MULTIPLE) * PAD_MULTIPLE for side in cfg.crop], "overlap": overlap,
+            "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
+            "members": summary["members"], "combiner": {"kind": summary["chosen"]},
+            "scores": {"cv_miou": chosen_row["cv_miou"], "test_miou": chosen_row["test_miou"],
+                       "excluded_from_mean": list(cfg.exclude_from_mean)}}
 
 
 def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) -> str | None:

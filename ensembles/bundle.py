@@ -5,13 +5,22 @@
     probs = bundle.predict(tiles)                            # (B, C, th, tw) 0..255 -> (B, K, th, tw)
 
 Both networks are traced at the manifest's tile size: they take tiles of exactly that size (any
-batch), and `ensembles.predict.predict_image` cuts images of any size into such tiles. Loading reads
-JSON, TorchScript and ONNX only, never pickled Python, so a bundle from elsewhere is safe to open.
+batch), and `ensembles.predict.predict_image` cuts images of any size into such tiles, after scaling
+them as the members' training read them (the manifest's input_scale).
+
+What loading checks: the manifest's keys and values, that each model file is a plain file inside
+the folder (no symlink out of it) and matches the SHA-256 the manifest recorded at export. That
+catches a truncated copy or a file changed after export; it does not make a bundle from an
+untrusted source safe. Loading reads no pickled Python, but TorchScript and ONNX files are programs
+that the runtime executes, and whoever wrote the bundle also wrote its manifest and checksums: open
+only bundles you would run code from. Bundles of format_version 1 carry no checksums and are
+loaded unchecked (`segtune predict` says so).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.metadata
 import json
 import warnings
@@ -23,11 +32,14 @@ import torch
 
 from ensembles.combine import EnsembleModule
 
-FORMAT_VERSION = 1
-"""Raised when the folder layout or manifest keys change; load_bundle refuses newer bundles."""
+FORMAT_VERSION = 2
+"""Raised when the folder layout or manifest keys change; load_bundle refuses newer bundles.
+2 added input_scale and sha256; a version 1 bundle loads as input_scale null (images at their own size), unchecked."""
 MANIFEST = "manifest.json"
 MODEL_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-REQUIRED_KEYS = ("classes", "palette", "in_channels", "mean", "std", "tile", "overlap", "members", "combiner", "scores")
+REQUIRED_KEYS = ("classes", "palette", "in_channels", "mean", "std", "tile", "overlap", "input_scale", "members",
+                 "combiner", "scores")
+"""What export_bundle must be given; it adds format_version, segtune_version, files and sha256."""
 TILE_MULTIPLE = 32
 EXPORT_TOLERANCE = 1e-3
 """Largest probability difference between an exported network and the eager module at export time."""
@@ -53,7 +65,12 @@ class Bundle:
         if batch.ndim != 4 or tuple(batch.shape[1:]) != expected:
             raise ValueError(f"bundle {self.folder} takes tiles (B, {expected[0]}, {expected[1]}, {expected[2]}), "
                              f"got {tuple(batch.shape)}; cut images into tiles with ensembles.predict.predict_image")
-        return self._forward(np.ascontiguousarray(batch, dtype=np.float32))
+        probs = self._forward(np.ascontiguousarray(batch, dtype=np.float32))
+        if probs.shape[1] != len(self.manifest["classes"]):
+            raise BundleError(f"{self.folder / MANIFEST} lists {len(self.manifest['classes'])} classes but its "
+                              f"{self.runtime} network outputs {probs.shape[1]}; the manifest was edited or belongs "
+                              "to another network: restore the bundle's own manifest.json or re-export the bundle")
+        return probs
 
 
 def export_bundle(module: EnsembleModule, manifest: dict, folder) -> Path:
@@ -64,7 +81,7 @@ def export_bundle(module: EnsembleModule, manifest: dict, folder) -> Path:
     manifest = {**manifest, "format_version": FORMAT_VERSION, "segtune_version": importlib.metadata.version("segtune"),
                 "files": dict(MODEL_FILES)}
     try:
-        text = json.dumps(manifest, indent=2) + "\n"
+        json.dumps(manifest)
     except (TypeError, ValueError) as error:
         raise BundleError(f"export_bundle: the manifest is not JSON ({error}); convert numpy values with "
                           "int(), float() or .tolist()") from None
@@ -85,7 +102,8 @@ def export_bundle(module: EnsembleModule, manifest: dict, folder) -> Path:
         torch.onnx.export(module, (example,), folder / MODEL_FILES["onnx"], dynamo=False, opset_version=ONNX_OPSET,
                           input_names=["images"], output_names=["probabilities"],
                           dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}})
-    (folder / MANIFEST).write_text(text)
+    manifest["sha256"] = {name: _sha256(folder / name) for name in MODEL_FILES.values()}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     _check_export(module, folder, manifest)
     return folder
 
@@ -96,6 +114,10 @@ def _check_export(module: EnsembleModule, folder: Path, manifest: dict) -> None:
     tiles = torch.rand((2, manifest["in_channels"], *manifest["tile"]), generator=generator) * 255
     with torch.no_grad():
         expected = module(tiles).numpy()
+    if expected.shape[1] != len(manifest["classes"]):
+        (folder / MANIFEST).unlink()
+        raise BundleError(f"export_bundle: the manifest lists {len(manifest['classes'])} classes but the ensemble "
+                          f"outputs {expected.shape[1]}; give it the classes the members were trained on")
     for runtime in MODEL_FILES:
         difference = float(np.abs(load_bundle(folder, runtime).predict(tiles.numpy()) - expected).max())
         if not difference <= EXPORT_TOLERANCE:
@@ -119,6 +141,10 @@ def load_bundle(folder, runtime: str = "torchscript", device: str = "cpu") -> Bu
     if not file.is_file():
         raise BundleError(f"bundle {folder} lacks its {runtime} network {file.name}; copy the whole bundle folder "
                           "or re-export it")
+    _check_inside(file, folder)
+    if manifest["sha256"] is not None and _sha256(file) != manifest["sha256"][file.name]:
+        raise BundleError(f"{file} does not match the SHA-256 that {folder / MANIFEST} recorded at export; the file "
+                          "was changed or damaged after export: copy the bundle again or re-export it")
     loader = _load_torchscript if runtime == "torchscript" else _load_onnx
     try:
         forward, device = loader(file, device)
@@ -128,24 +154,43 @@ def load_bundle(folder, runtime: str = "torchscript", device: str = "cpu") -> Bu
     return Bundle(folder, manifest, runtime, device, forward)
 
 
+def _sha256(file: Path) -> str:
+    with file.open("rb") as opened:
+        return hashlib.file_digest(opened, "sha256").hexdigest()
+
+
+def _check_inside(file: Path, folder: Path) -> None:
+    """A symlink out of the bundle would load (and, for a checksum-less bundle, run) a file nobody exported."""
+    if not file.resolve().is_relative_to(folder.resolve()):
+        raise BundleError(f"{file} is a link to {file.resolve()}, outside the bundle folder {folder}; a bundle holds "
+                          "its own files: copy the file into the folder (cp -L) or re-export the bundle")
+
+
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not path.is_file():
         raise BundleError(f"{path} is missing; {folder} is not a bundle folder (export_bundle writes {MANIFEST})")
+    _check_inside(path, folder)
     try:
         manifest = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BundleError(f"{path} is not readable JSON ({error}); copy the bundle again or re-export it") from None
-    problems = _manifest_problems(manifest) if isinstance(manifest, dict) else ["is not a JSON object"]
-    if isinstance(manifest, dict):
-        version = manifest.get("format_version")  # untrusted input: an absent version is reported like a wrong one
-        if not isinstance(version, int) or version > FORMAT_VERSION:
-            problems.append(f"has format_version {version!r}, this segtune reads up to {FORMAT_VERSION} "
-                            "(upgrade segtune or re-export the bundle)")
-        files = manifest.get("files")
-        if not (isinstance(files, dict) and all(isinstance(files.get(r), str) and Path(files[r]).name == files[r]
-                                                for r in MODEL_FILES)):
-            problems.append(f"needs 'files' naming the {' and '.join(MODEL_FILES)} networks inside the folder")
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{path} is not a JSON object; re-export the bundle with export_bundle")
+    version = manifest.get("format_version")  # untrusted input: an absent version is reported like a wrong one
+    if version == 1:  # exported before these keys: images ran at their own size, files unchecked
+        manifest = {"input_scale": None, "sha256": None, **manifest}
+    problems = _manifest_problems(manifest)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        problems.append(f"has format_version {version!r}, this segtune reads up to {FORMAT_VERSION} "
+                        "(upgrade segtune or re-export the bundle)")
+    files, checksums = manifest.get("files"), manifest.get("sha256")
+    if not (isinstance(files, dict) and all(isinstance(files.get(r), str) and Path(files[r]).name == files[r]
+                                            for r in MODEL_FILES)):
+        problems.append(f"needs 'files' naming the {' and '.join(MODEL_FILES)} networks inside the folder")
+    elif not (checksums is None and version == 1
+              or isinstance(checksums, dict) and all(isinstance(checksums.get(f), str) for f in files.values())):
+        problems.append("needs 'sha256' holding the checksum of each file it names")
     if problems:
         raise BundleError(f"{path} {'; '.join(problems)}; re-export the bundle with export_bundle")
     return manifest
@@ -173,6 +218,11 @@ def _manifest_problems(manifest: dict) -> list[str]:
         problems.append(f"'tile' {tile!r} must be [h, w], both positive multiples of {TILE_MULTIPLE}")
     if not (isinstance(manifest["overlap"], int | float) and 0 <= manifest["overlap"] < 1):
         problems.append(f"'overlap' {manifest['overlap']!r} must be a fraction in [0, 1)")
+    scale = manifest["input_scale"]
+    if not (scale is None or isinstance(scale, dict) and list(scale) == ["resize"] and isinstance(scale["resize"], list)
+            and len(scale["resize"]) == 2 and all(isinstance(s, int) and s > 0 for s in scale["resize"])):
+        problems.append(f"'input_scale' {scale!r} must be null (images read at their own size) or "
+                        '{"resize": [H, W]} (images resized to H x W, as in training)')
     return problems
 
 

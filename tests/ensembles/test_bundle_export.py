@@ -1,5 +1,6 @@
 """An exported bundle reproduces the eager ensemble in both runtimes and describes itself."""
 
+import hashlib
 import importlib.metadata
 import json
 
@@ -8,7 +9,10 @@ import pytest
 import torch
 from tiny_ensembles import random_image
 
+from ensembles.build import bundle_manifest
 from ensembles.bundle import BundleError, export_bundle, load_bundle
+from search.config import load_config
+from segtune.data import make_synthetic
 from trainables.config import TrialConfig
 
 
@@ -30,8 +34,10 @@ def test_manifest_carries_what_prediction_needs(rgb_ensemble):
     _, folder = rgb_ensemble
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["files"] == {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-    assert manifest["segtune_version"] == importlib.metadata.version("segtune") and manifest["format_version"] == 1
-    assert manifest["tile"] == [64, 96] and manifest["palette"][1] == [255, 128, 0]
+    assert manifest["segtune_version"] == importlib.metadata.version("segtune") and manifest["format_version"] == 2
+    assert manifest["tile"] == [64, 96] and manifest["palette"][1] == [255, 128, 0] and manifest["input_scale"] is None
+    assert manifest["sha256"] == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+                                  for name in ("model.torchscript.pt", "model.onnx")}
     assert TrialConfig.from_dict(manifest["members"][1]["config"]).encoder == "tu-mobilenetv3_small_050"
 
 
@@ -51,3 +57,20 @@ def test_export_refuses_a_bad_manifest_before_writing(rgb_ensemble, tmp_path, ch
     with pytest.raises(BundleError, match=message):
         export_bundle(module, {**manifest, **change}, tmp_path / "bundle")
     assert not (tmp_path / "bundle").exists()
+
+
+def test_export_refuses_a_manifest_whose_classes_the_ensemble_does_not_output(rgb_ensemble, tmp_path):
+    module, folder = rgb_ensemble
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest.update(classes=[*manifest["classes"], "stone"], palette=[*manifest["palette"], [9, 9, 9]])
+    with pytest.raises(BundleError, match="the manifest lists 4 classes but the ensemble outputs 3"):
+        export_bundle(module, manifest, tmp_path / "bundle")
+    assert not (tmp_path / "bundle" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("resize, input_scale", [((48, 64), {"resize": [48, 64]}), (None, None)])
+def test_manifest_records_the_scale_the_search_read_images_at(resize, input_scale):
+    cfg = load_config(None, {"resize": resize, "crop": (32, 64)})
+    summary, chosen_row = {"chosen": "mean", "members": []}, {"cv_miou": 0.5, "test_miou": 0.4}
+    manifest = bundle_manifest(cfg, make_synthetic(count=2), TrialConfig(), summary, chosen_row, 0.25)
+    assert json.loads(json.dumps(manifest))["input_scale"] == input_scale and manifest["tile"] == [32, 64]

@@ -1,9 +1,11 @@
 """`segtune predict`: a folder in, index, colour and probability maps out; bad images reported, the rest written."""
 
+import shutil
+
 import numpy as np
 import pytest
 from PIL import Image
-from tiny_ensembles import PALETTE, random_image
+from tiny_ensembles import PALETTE, edit_manifest, random_image
 
 from ensembles.bundle import load_bundle
 from ensembles.predict import main, predict_image, read_image
@@ -60,6 +62,58 @@ def test_bad_bundle_or_input_stops_before_any_image(rgb_ensemble, images, tmp_pa
     with pytest.raises(SystemExit, match=r"INPUT .*nowhere\.png does not exist"):
         main([str(rgb_ensemble[1]), str(tmp_path / "nowhere.png"), str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_prediction_never_replaces_an_input_image(rgb_ensemble, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(random_image(64, 96, 3)).save(photos / "photo.png")
+    before = (photos / "photo.png").read_bytes()
+    with pytest.raises(SystemExit, match=r"segtune predict: the prediction .*photos/photo\.png would overwrite the "
+                                         "input image of that name; choose another OUTPUT folder"):
+        main([str(rgb_ensemble[1]), str(photos / "photo.png"), str(photos)])
+    assert (photos / "photo.png").read_bytes() == before and [p.name for p in photos.iterdir()] == ["photo.png"]
+
+
+def test_output_that_is_a_file_is_refused(rgb_ensemble, images, tmp_path):
+    taken = tmp_path / "masks.png"
+    taken.write_bytes(b"keep me")
+    with pytest.raises(SystemExit, match=r"segtune predict: OUTPUT .*masks\.png is a file; pass a folder"):
+        main([str(rgb_ensemble[1]), str(images), str(taken)])
+    with pytest.raises(SystemExit, match=r"segtune predict: OUTPUT .*masks\.png/out cannot be created"):
+        main([str(rgb_ensemble[1]), str(images), str(taken / "out")])
+    assert taken.read_bytes() == b"keep me"
+
+
+def test_manifest_with_other_classes_than_the_network_stops_with_one_message(rgb_ensemble, tmp_path):
+    folder = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
+    edit_manifest(folder, lambda m: [m["classes"].append("stone"), m["palette"].append([9, 9, 9])])
+    Image.fromarray(random_image(64, 96, 3)).save(tmp_path / "field.png")
+    with pytest.raises(SystemExit, match=r"segtune predict: .*bundle/manifest\.json lists 4 classes but its "
+                                         r"torchscript network outputs 3"):
+        main([str(folder), str(tmp_path / "field.png"), str(tmp_path / "out")])
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_bundle_of_format_1_predicts_as_before_and_says_it_is_unchecked(rgb_ensemble, tmp_path, capsys):
+    folder = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
+    edit_manifest(folder, lambda m: [m.pop("input_scale"), m.pop("sha256"), m.update(format_version=1)])
+    image = random_image(100, 130, 3, seed=2)
+    Image.fromarray(image).save(tmp_path / "field.png")
+    assert main([str(folder), str(tmp_path / "field.png"), str(tmp_path / "out")]) == 0
+    assert "carries no checksums" in capsys.readouterr().out
+    expected = predict_image(load_bundle(rgb_ensemble[1]), image).argmax(0)  # at the image's own size, as before
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "field.png")), expected)
+
+
+def test_resized_bundle_writes_outputs_at_each_image_size(rgb_ensemble, tmp_path, capsys):
+    folder = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
+    edit_manifest(folder, lambda m: m.update(input_scale={"resize": [64, 96]}))
+    Image.fromarray(random_image(128, 192, 3)).save(tmp_path / "field.png")
+    assert main([str(folder), str(tmp_path / "field.png"), str(tmp_path / "out"), "--probabilities"]) == 0
+    assert "images are resized to 64x96 as in training" in capsys.readouterr().out
+    assert np.asarray(Image.open(tmp_path / "out" / "field.png")).shape == (128, 192)
+    assert np.load(tmp_path / "out" / "field_probs.npy").shape == (3, 128, 192)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "P"])

@@ -1,18 +1,23 @@
 """Tiled prediction: images of any size, tiles placed and blended so the result has no seams."""
 
+import shutil
+
 import numpy as np
 import pytest
-from tiny_ensembles import eager, random_image
+from PIL import Image
+from tiny_ensembles import eager, edit_manifest, random_image
 
 from ensembles.bundle import load_bundle
 from ensembles.predict import blend_window, predict_image
+from segtune.data import load_dataset
 
 
 class PointwiseBundle:
     """A network that sees one pixel at a time, so a correctly tiled image must equal it everywhere."""
 
     def __init__(self, tile, overlap=0.25):
-        self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b", "c"]}
+        self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b", "c"],
+                         "input_scale": None}
 
     def predict(self, tiles):
         return pointwise_probs(tiles[:, 0])
@@ -28,7 +33,8 @@ class AlternatingBundle:
     """Every tile is certain of one class, 0 and 1 in turn in the order tiles are run: a worst case for seams."""
 
     def __init__(self, tile, overlap):
-        self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b"]}
+        self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b"],
+                         "input_scale": None}
         self.tiles_run = 0
 
     def predict(self, tiles):
@@ -91,3 +97,19 @@ def test_smaller_image_is_mirrored_out_to_a_tile(gray_ensemble):
 def test_image_with_other_channels_is_refused(gray_ensemble):
     with pytest.raises(ValueError, match=r"has 3 channel\(s\), the bundle takes 1; convert it to grayscale"):
         predict_image(load_bundle(gray_ensemble[1], "onnx"), random_image(64, 64, 3))
+
+
+def test_full_size_image_is_predicted_at_the_training_scale(gray_ensemble, tmp_path):
+    # members trained on 128x192 images read at half size (resize [64, 96]), as a search with `resize` reads them
+    resized = shutil.copytree(gray_ensemble[1], tmp_path / "bundle")
+    edit_manifest(resized, lambda m: m.update(input_scale={"resize": [64, 96]}))
+    full = random_image(128, 192, 1, seed=8)[..., 0]
+    np.savez(tmp_path / "data.npz", pairs=np.stack([full, np.arange(full.size).reshape(full.shape) % 3])[None])
+    training_size = load_dataset(str(tmp_path / "data.npz"), resize=(64, 96)).images[0]
+    probs = predict_image(load_bundle(resized, "onnx"), full)
+    small = predict_image(load_bundle(gray_ensemble[1], "onnx"), training_size)
+    assert probs.shape == (3, 128, 192)
+    upsampled = np.stack([np.asarray(Image.fromarray(p).resize((192, 128), Image.BILINEAR)) for p in small])
+    np.testing.assert_allclose(probs, upsampled, atol=1e-5)  # the image was resized exactly as training read it
+    # nearly every pixel gets the class of its training-size pixel (at full scale only 93 % do)
+    assert (probs.argmax(0) == small.argmax(0).repeat(2, 0).repeat(2, 1)).mean() > 0.97

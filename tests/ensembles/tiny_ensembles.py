@@ -1,5 +1,8 @@
 """Tiny ensembles for the bundle tests: two depth-3 members with seeded random weights, and their manifests."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -26,11 +29,21 @@ def tiny_ensemble(combiner: str, channels: int) -> tuple[EnsembleModule, list[Tr
 
 
 def manifest_for(configs: list[TrialConfig], combiner: str, tile: list[int], overlap: float = 0.25) -> dict:
+    """The manifest of a bundle whose members read images at their own size (input_scale null)."""
     channels = configs[0].in_channels
     return {"classes": ["background", "crop", "weed"], "palette": PALETTE, "in_channels": channels,
             "mean": list(configs[0].mean), "std": list(configs[0].std), "tile": tile, "overlap": overlap,
+            "input_scale": None,
             "members": [{"trial_id": f"t{i}", "config": c.to_dict(), "val_miou": 0.5} for i, c in enumerate(configs)],
             "combiner": {"kind": combiner}, "scores": {"val_miou": 0.6}}
+
+
+def edit_manifest(folder: Path, change) -> None:
+    """Apply change(manifest) to a bundle's manifest.json in place (the manifest is not checksummed)."""
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
 
 
 def eager(module: EnsembleModule, image: np.ndarray) -> np.ndarray:
