@@ -212,3 +212,17 @@ def write_inspection_folder(root, size: tuple[int, int] = (64, 64)) -> Path:
     (root / "classes.json").write_text(json.dumps({"names": list(CLASSES), "ignore_index": IGNORE}))
     write_splits(root, INSPECT_SPLITS)
     return root
+
+
+def write_png_claiming(path, width: int, height: int) -> Path:
+    """A 1x1 grey PNG whose header (IHDR) claims width x height pixels: a decompression bomb, cheaply."""
+    import struct
+    import zlib
+
+    path = Path(path)
+    write_png(path, np.zeros((1, 1), np.uint8))
+    data = bytearray(path.read_bytes())
+    data[16:24] = struct.pack(">II", width, height)        # IHDR data starts after signature, length and type
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    path.write_bytes(bytes(data))
+    return path

@@ -3,6 +3,8 @@
 - index folder: images/, masks/ (single-channel class indices), classes.json, optional splits/*.txt
 - colour folder: images/, masks/ (RGB colour masks) and a colour -> class map from the config
 - NPZ: one (N, 2, H, W) array of image/mask pairs (grayscale)
+
+Images are decoded by segtune.data.decode (the same rules as `segtune predict`); masks must be lossless.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from segtune.data.decode import decode_image, open_image
 from segtune.data.errors import DataError
+from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
 from segtune.data.segmentation_data import SegmentationData, default_palette
 from segtune.data.synthetic import make_synthetic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SPLIT_FILES = ("train", "val", "test")
+CLASSES_EXAMPLE = '{"names": ["background", "crop", "weed"], "ignore_index": 255}'
 
 
 def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
@@ -29,6 +34,11 @@ def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
     if str(path) == "synthetic":
         return make_synthetic()
     root = Path(path).expanduser()
+    if isinstance(classes, str):
+        raise DataError(str(root), [("classes", f"{classes!r} must be a list of class names, e.g. [background, crop, weed]")])
+    if colour_map is not None and not isinstance(colour_map, dict):
+        raise DataError(str(root), [("colour_map", f"must be a mapping 'R,G,B': class index, got a "
+                                                   f"{type(colour_map).__name__}: {str(colour_map)[:80]}")])
     if not root.exists():
         raise DataError(str(root), [(str(root), "does not exist; pass a dataset folder, an .npz file or 'synthetic'")])
     if root.suffix == ".npz":
@@ -47,33 +57,78 @@ def _parse_colour_map(colour_map: dict[str, int], root: Path) -> dict[tuple[int,
             rgb = tuple(int(v) for v in str(key).replace(" ", "").split(","))
             if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
                 raise ValueError
-            parsed[rgb] = int(value)
         except ValueError:
             problems.append(("colour_map", f"key {key!r} is not 'R,G,B' with values 0-255"))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            problems.append(("colour_map", f"{key!r} maps to {value!r}, not a class index"))
+        else:
+            parsed[rgb] = value
     if problems:
         raise DataError(str(root), problems)
     return parsed
 
 
 def _read_classes(root: Path, classes, colour_map, ignore_index):
-    """Class names and ignore index: classes.json when present, else the config."""
+    """Class names and ignore index: classes.json when present, else the config; both checked."""
     spec = root / "classes.json"
-    palette = ()
+    palette, names_from, ignore_from = (), "option classes", "option ignore_index"
     if spec.exists():
-        info = json.loads(spec.read_text())
-        names = tuple(info["names"])
+        info = _read_classes_json(spec)
+        names, names_from = tuple(info["names"]), str(spec)
         if "ignore_index" in info:
-            ignore_index = info["ignore_index"]
+            ignore_index, ignore_from = info["ignore_index"], str(spec)
         colours = info.get("palette_rgb_for_display") or info.get("source_palette_rgb") or {}
         if all(n in colours for n in names):
             palette = tuple(tuple(_first_colour(colours[n])) for n in names)
     elif classes:
         names = tuple(classes)
     elif colour_map:
-        names = tuple(f"class_{i}" for i in range(max(colour_map.values()) + 1))
+        names_from = "option colour_map (no classes.json and no option classes)"
+        names = tuple(f"class_{i}" for i in range(max((c for c in colour_map.values() if c != ignore_index), default=0) + 1))
     else:
-        raise DataError(str(root), [(str(spec), "missing; add classes.json ({\"names\": [...]}) or set `classes` in the config")])
+        raise DataError(str(root), [(str(spec), f"missing; add classes.json ({CLASSES_EXAMPLE}) or set `classes` in the config")])
+    _check_classes(names, names_from, ignore_index, ignore_from, str(root))
     return names, ignore_index, palette or default_palette(len(names))
+
+
+def _read_classes_json(spec: Path) -> dict:
+    """classes.json as a dict whose "names" is a list of strings; anything else names the file."""
+    try:
+        info = json.loads(spec.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(str(spec.parent), [(str(spec), f"is not valid JSON ({error}); write e.g. {CLASSES_EXAMPLE}")]) from None
+    names = info.get("names") if isinstance(info, dict) else None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        shown = "no \"names\"" if names is None else f'"names": {json.dumps(names)[:60]}'
+        raise DataError(str(spec.parent), [(str(spec), f'has {shown}; "names" must be a list of class names (strings) '
+                                                       f"in index order, e.g. {CLASSES_EXAMPLE}")])
+    ignore = info.get("ignore_index")
+    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):
+        raise DataError(str(spec.parent), [(str(spec), f'"ignore_index": {json.dumps(ignore)} must be an integer or null')])
+    return info
+
+
+def _check_classes(names, names_from, ignore_index, ignore_from, source) -> None:
+    """At least two distinct classes, and an ignore index that is none of them."""
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DataError(source, [(names_from, f"class name(s) {repeated} appear more than once; give each class its own name")])
+    if len(names) < 2:
+        raise DataError(source, [(names_from, f"has {len(names)} class(es) {list(names)}; segmentation needs at least 2 "
+                                              "(e.g. background and the object): list every class, background included")])
+    if ignore_index is not None and 0 <= ignore_index < len(names):
+        raise DataError(source, [(ignore_from, f"ignore_index {ignore_index} is the index of class {names[ignore_index]!r}, "
+                                               "which would drop that class from training and scoring; set ignore_index "
+                                               f"to a value of at least {len(names)} (255 is usual) or null")])
+
+
+def _check_colour_map(colour_map, num_classes, ignore_index, root) -> None:
+    bad = [f"{','.join(map(str, rgb))} -> {c}" for rgb, c in colour_map.items()
+           if not 0 <= c < num_classes and c != ignore_index]
+    if bad:
+        raise DataError(str(root), [("colour_map", f"maps colours to classes out of range 0..{num_classes - 1} "
+                                                   f"(ignore index {ignore_index}): {bad[:5]}; use indices of the classes")])
 
 
 def _first_colour(value):
@@ -86,8 +141,9 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
     if problems:
         raise DataError(str(root), problems)
     names, ignore_index, palette = _read_classes(root, classes, colour_map, ignore_index)
-    image_files = {p.stem: p for p in sorted(image_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    mask_files = {p.stem: p for p in sorted(mask_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if colour_map is not None:
+        _check_colour_map(colour_map, len(names), ignore_index, root)
+    image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)
     if not image_files:
         raise DataError(str(root), [(str(image_dir), "holds no images (png, jpg, tif, bmp)")])
     problems += [(str(image_files[s]), "missing mask: no file with this name in masks/") for s in image_files if s not in mask_files]
@@ -104,19 +160,29 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
                             _read_splits(root, set(ids)), str(root))
 
 
+def _list_images(folder: Path, problems) -> dict[str, Path]:
+    """Stem -> file; two files with one stem (a.png, a.jpg) are a problem, as either could be meant."""
+    files = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in files:
+            problems.append((str(path), f"has the same name as {files[path.stem].name}; files pair up by name, "
+                                        "so keep only one of the two"))
+        files.setdefault(path.stem, path)
+    return files
+
+
 def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, resize, problems):
     decoded = []
-    for path in (image_path, mask_path):
+    for path, read in ((image_path, decode_image), (mask_path, lambda p: _read_mask(p, colour_map))):
         try:
-            picture = Image.open(path)
-            if path == mask_path and colour_map is not None and picture.mode == "P":
-                picture = picture.convert("RGB")  # palette ('P') PNGs are colour masks too
-            decoded.append(np.asarray(picture))
-        except (UnidentifiedImageError, OSError) as error:
+            decoded.append(read(path))
+        except (OSError, ValueError) as error:   # PIL's UnidentifiedImageError is an OSError
             problems.append((str(path), f"unreadable: {error}"))
     if len(decoded) < 2:
         return None
-    image, mask = _to_hwc(decoded[0]), decoded[1]
+    image, mask = decoded
     if image.shape[:2] != mask.shape[:2]:
         problems.append((str(mask_path), f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's {image.shape[1]}x{image.shape[0]}"))
         return None
@@ -125,19 +191,21 @@ def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, res
     elif mask.ndim != 2:
         problems.append((str(mask_path), f"has {mask.shape[2]} channels; index masks are single-channel (or set colour_map for colour masks)"))
         return None
+    elif lossy := index_mask_lossiness(mask, {*range(num_classes), ignore_index}):
+        problems.append((str(mask_path), lossy))
+        return None
     if mask is None or not _check_indices(mask, num_classes, ignore_index, mask_path, problems):
         return None
     return _resize(image, mask.astype(np.uint8), resize)
 
 
-def _to_hwc(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        image = np.clip(image / max(float(image.max()), 1.0) * 255.0, 0, 255).astype(np.uint8)
-    return image
+def _read_mask(path: Path, colour_map) -> np.ndarray:
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        raise ValueError(f"a mask saved as JPEG, whose compression changes labels along every edge; {LOSSLESS_ADVICE}")
+    with open_image(path) as picture:
+        if colour_map is not None and picture.mode == "P":
+            picture = picture.convert("RGB")  # palette ('P') PNGs are colour masks too
+        return np.asarray(picture)
 
 
 def _colours_to_indices(mask, colour_map, mask_path, problems):
@@ -146,11 +214,13 @@ def _colours_to_indices(mask, colour_map, mask_path, problems):
         return None
     packed = (mask[..., 0].astype(np.int64) << 16) | (mask[..., 1].astype(np.int64) << 8) | mask[..., 2]
     lookup = {(r << 16) | (g << 8) | b: c for (r, g, b), c in colour_map.items()}
-    colours, inverse = np.unique(packed, return_inverse=True)
-    unknown = [c for c in colours if int(c) not in lookup]
-    if unknown:
-        shown = ", ".join(f"({c >> 16},{(c >> 8) & 255},{c & 255})" for c in unknown[:5])
-        problems.append((str(mask_path), f"colour(s) not in colour_map: {shown}; add them to colour_map"))
+    colours, inverse, counts = np.unique(packed, return_inverse=True, return_counts=True)
+    unknown = np.array([int(c) not in lookup for c in colours], bool)
+    if unknown.any():
+        rgb = np.stack([colours[unknown] >> 16, (colours[unknown] >> 8) & 255, colours[unknown] & 255], axis=1)
+        shown = ", ".join(f"({r},{g},{b})" for r, g, b in rgb[:5])
+        problems.append((str(mask_path), colour_mask_lossiness(rgb, counts[unknown], np.array(list(colour_map)))
+                         or f"colour(s) not in colour_map: {shown}; add them to colour_map"))
         return None
     return np.array([lookup[int(c)] for c in colours], dtype=np.uint8)[inverse].reshape(packed.shape)
 
@@ -178,7 +248,8 @@ def _resize(image, mask, size):
         return image, mask
     height, width = size
     pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    image = _to_hwc(np.asarray(pil.resize((width, height), Image.BILINEAR)))
+    image = np.asarray(pil.resize((width, height), Image.BILINEAR))
+    image = image[:, :, None] if image.ndim == 2 else image
     mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
     return image, mask
 
@@ -198,15 +269,19 @@ def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
 
 def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     try:
-        with np.load(path) as archive:
+        archive = np.load(path)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one bare array (a .npy file renamed .npz?)")
+        with archive:
             arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, EOFError, AttributeError, zipfile.BadZipFile) as error:
-        # AttributeError: a .npy array renamed .npz has no .files (and no context manager)
-        raise DataError(str(path), [(str(path), f"unreadable npz (save it with numpy.savez): {error}")]) from error
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise DataError(str(path), [(str(path), f"unreadable npz: {error}; save the pairs with "
+                                                "numpy.savez(path, pairs=array)")]) from None
     pairs = [k for k, a in arrays.items() if a.ndim == 4 and a.shape[1] == 2]
-    if not pairs:
+    if len(pairs) != 1:
         shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items()) or "no arrays"
-        raise DataError(str(path), [(str(path), f"needs one (N, 2, H, W) image/mask array; found {shapes}")])
+        raise DataError(str(path), [(str(path), f"needs exactly one (N, 2, H, W) image/mask array, found {shapes}; "
+                                                "save only the one to train on: numpy.savez(path, pairs=array)")])
     stack = arrays[pairs[0]]
     raw_masks = stack[:, 1]
     if not np.allclose(raw_masks, np.round(raw_masks)):
@@ -216,6 +291,8 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     if labelled.size == 0:
         raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "every mask pixel is the ignore index; nothing to learn")])
     names = tuple(classes) if classes else tuple(f"class_{i}" for i in range(int(labelled.max()) + 1))
+    _check_classes(names, "option classes" if classes else f"option classes (unset: mask values give {list(names)})",
+                   ignore_index, "option ignore_index", str(path))
     problems = []
     images, out_masks, ids = [], [], []
     scale = 255.0 if stack[:, 0].max() <= 1.0 and np.issubdtype(stack.dtype, np.floating) else 1.0
