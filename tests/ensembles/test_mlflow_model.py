@@ -1,15 +1,17 @@
 """The bundle as a registered MLflow model: logged from code (nothing pickled), loaded back, same classes."""
 
+import shutil
 from pathlib import Path
 
 import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from tiny_ensembles import random_image
+from PIL import Image
+from tiny_ensembles import edit_manifest, random_image
 
 from ensembles.bundle import load_bundle
-from ensembles.mlflow_model import log_bundle_model
+from ensembles.mlflow_model import BundleModel, log_bundle_model
 from ensembles.predict import predict_image
 
 
@@ -42,3 +44,18 @@ def test_registered_model_predicts_like_the_bundle(rgb_ensemble, tracking):
     single = model.unwrap_python_model().predict(None, images[0])
     np.testing.assert_array_equal(single["classes"], expected[0].argmax(0))
     assert log_bundle_model(rgb_ensemble[1], uri, run_id, None).startswith("models:/m-"), "unregistered: the model id"
+
+
+def test_model_reads_images_at_the_training_scale_and_answers_at_their_size(rgb_ensemble, tmp_path):
+    folder = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
+    edit_manifest(folder, lambda m: m.update(input_scale={"resize": [64, 96]}))
+    model = BundleModel()
+    model.bundle = load_bundle(folder)  # what load_context does with the logged bundle
+    images = np.stack([random_image(128, 192, 3, seed=seed) for seed in (6, 7)])
+    out = model.predict(None, images)
+    assert out["classes"].shape == (2, 128, 192) and out["probabilities"].shape == (2, 3, 128, 192)
+    training_size = np.asarray(Image.fromarray(images[1]).resize((96, 64), Image.BILINEAR))  # as readers resize
+    small = predict_image(load_bundle(rgb_ensemble[1]), training_size)
+    upsampled = np.stack([np.asarray(Image.fromarray(p).resize((192, 128), Image.BILINEAR)) for p in small])
+    np.testing.assert_allclose(out["probabilities"][1], upsampled, atol=1e-5)
+    np.testing.assert_array_equal(out["classes"][1], upsampled.argmax(0))
