@@ -25,14 +25,19 @@ def format_exclusions(exclusions: dict[str, str], header: str = "") -> str:
 def write_exclusions(path, exclusions: dict[str, str], header: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(format_exclusions(exclusions, header))
+    path.write_text(format_exclusions(exclusions, header), encoding="utf-8")
     return path
 
 
 def read_exclusions(path) -> dict[str, str]:
-    """Id -> reason ('' when none); blank lines and lines starting with '#' are skipped."""
+    """Id -> reason ('' when none); blank lines and lines starting with '#' are skipped; UTF-8 text only."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(str(path), [(f"exclude_file {path}", f"byte {error.object[error.start]:#04x} at offset "
+                                                             f"{error.start} is not UTF-8 text; save the list as UTF-8")]) from None
     exclusions = {}
-    for line in Path(path).read_text().splitlines():
+    for line in text.splitlines():
         image_id, _, reason = line.partition("#")
         if image_id.strip():
             exclusions[image_id.strip()] = reason.strip()

@@ -48,3 +48,12 @@ def test_missing_file_names_the_option_and_none_excludes_nothing(tmp_path):
     assert exclude_images(data, None) == (data, {})
     with pytest.raises(FileNotFoundError, match="exclude_file"):
         exclude_images(data, tmp_path / "missing.txt")
+
+
+def test_exclude_file_that_is_not_utf8_is_a_data_error_naming_it(tmp_path):
+    path = tmp_path / "x.txt"
+    path.write_bytes("img_01  # d\xe9j\xe0 vu\n".encode("latin-1"))
+    with pytest.raises(DataError) as info:
+        exclude_images(fakes.make_segmentation_data([{0, 1}] * 3), path)
+    [(where, why)] = info.value.problems
+    assert where == f"exclude_file {path}" and "0xe9" in why and "UTF-8" in why

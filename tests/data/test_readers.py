@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import fakes
 from fakes import BLACK, CLASSES, COLOUR_MAP, IGNORE, ORANGE, RED, WHITE, image_id
@@ -474,3 +477,166 @@ def test_two_problems_in_a_colour_folder_are_reported_together(tmp_path):
     assert len(info.value.problems) == 2
     assert "img_00.png" in message and "(9,9,9)" in message
     assert "img_02.png" in message and "differs" in message
+
+
+# --------------------------------------------------------------------------- lossy masks
+
+def jpeg_round_trip(array: np.ndarray, quality: int = 90) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, "JPEG", quality=quality)
+    return np.asarray(Image.open(buffer))
+
+
+@pytest.mark.parametrize("quality", [75, 95])
+def test_jpeg_compressed_index_mask_saved_as_png_is_called_lossy(tmp_path, quality):
+    root = fakes.write_index_folder(tmp_path / "ds", n=3)
+    fakes.write_png(root / "masks" / "img_01.png", jpeg_round_trip(fakes.index_mask((H, W)), quality))
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    why = problem_for(info.value, "masks/img_01.png")
+    assert "looks JPEG-compressed" in why and "losslessly as PNG" in why and "out of range" not in why
+
+
+def test_jpeg_smear_between_far_apart_classes_is_called_lossy_though_every_value_is_a_class(tmp_path):
+    # classes 0 | 5 | 10 of 16: the smeared values 1-4 and 6-9 are all valid class indices, so no range check sees them;
+    # the bands are shifted 4 columns so that their edges cross JPEG's 8x8 blocks
+    root = fakes.write_index_folder(tmp_path / "ds", n=3, classes=tuple(f"c{i}" for i in range(16)))
+    smeared = jpeg_round_trip(np.roll(fakes.class_layout((H, W)) * 5, 4, axis=1))
+    assert set(np.unique(smeared)) > {0, 5, 10} and smeared.max() < 16
+    fakes.write_png(root / "masks" / "img_02.png", smeared)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert "looks JPEG-compressed" in problem_for(info.value, "masks/img_02.png")
+
+
+def test_mask_saved_as_jpeg_is_refused(tmp_path):
+    root = fakes.write_index_folder(tmp_path / "ds", n=3)
+    (root / "masks" / "img_00.png").unlink()
+    Image.fromarray(fakes.index_mask((H, W))).save(root / "masks" / "img_00.jpg", quality=100)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert "saved as JPEG" in problem_for(info.value, "masks/img_00.jpg")
+
+
+def test_jpeg_compressed_colour_mask_is_called_lossy_not_missing_colours(tmp_path):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=3)
+    fakes.write_png(root / "masks" / "img_01.png", jpeg_round_trip(fakes.colour_mask((H, W))))
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root), classes=CLASSES, colour_map=COLOUR_MAP)
+    why = problem_for(info.value, "masks/img_01.png")
+    assert "looks JPEG-compressed" in why and "colours not in colour_map" in why and "add them" not in why
+
+
+@pytest.mark.parametrize("name", ["cwfid", "camvid", "isbi2012_membrane"])
+def test_clean_shared_datasets_are_not_called_lossy(name):
+    root = Path(__file__).resolve().parents[3] / "shared" / "datasets" / name
+    if not root.is_dir():
+        pytest.skip(f"{root} not present")
+    data = load_dataset(str(root), resize=(64, 96))
+    assert len(data.masks) > 20
+
+
+# --------------------------------------------------------------------------- ambiguous input
+
+@pytest.mark.parametrize("folder", ["images", "masks"])
+def test_same_stem_as_png_and_jpg_names_both_files(tmp_path, folder):
+    root = fakes.write_index_folder(tmp_path / "ds", n=3)
+    Image.open(root / folder / "img_01.png").save(root / folder / "img_01.jpg")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    why = problem_for(info.value, f"{folder}/img_01.png")
+    assert "img_01.jpg" in why and "keep only one" in why
+
+
+def test_npz_with_two_pair_arrays_names_both_keys(tmp_path):
+    path = tmp_path / "two.npz"
+    np.savez(path, first=fakes.npz_stack(n=2), second=fakes.npz_stack(n=3))
+    with pytest.raises(DataError) as info:
+        load_dataset(str(path))
+    assert "first(2, 2, 16, 32)" in str(info.value) and "second(3, 2, 16, 32)" in str(info.value)
+    assert "exactly one" in str(info.value)
+
+
+def test_npy_renamed_npz_is_a_data_error(tmp_path):
+    np.save(tmp_path / "pairs.npy", fakes.npz_stack(n=2))
+    (tmp_path / "pairs.npy").rename(tmp_path / "pairs.npz")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(tmp_path / "pairs.npz"))
+    assert "pairs.npz" in str(info.value) and "bare array" in str(info.value) and "numpy.savez" in str(info.value)
+
+
+# --------------------------------------------------------------------------- classes
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"names": ["a", "b",]}', "is not valid JSON"),
+    ('{"classes": ["a", "b"]}', 'has no "names"'),
+    ('{"names": "bgw"}', '"names": "bgw"'),
+    ('["background", "crop"]', 'has no "names"'),
+    ('{"names": ["a", 2]}', "must be a list of class names"),
+    ('{"names": []}', "has 0 class(es)"),
+    ('{"names": ["a", "b", "a"]}', "['a'] appear more than once"),
+    ('{"names": ["a", "b"], "ignore_index": "255"}', "must be an integer or null"),
+])
+def test_bad_classes_json_is_a_data_error_naming_it(tmp_path, text, expected):
+    root = fakes.write_index_folder(tmp_path / "ds", n=2)
+    (root / "classes.json").write_text(text)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert expected in problem_for(info.value, "classes.json")
+
+
+def test_bad_classes_json_through_inspect_prints_the_message(tmp_path, capsys):
+    from segtune.inspect.run import main
+
+    root = fakes.write_index_folder(tmp_path / "ds", n=2)
+    (root / "classes.json").write_text('{"names": "bgw"}')
+    assert main([str(root), "--output", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert "classes.json" in err and "must be a list of class names" in err and "Traceback" not in err
+    assert not (tmp_path / "report").exists()
+
+
+def test_classes_option_given_as_one_string_is_refused(tmp_path):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=2)
+    with pytest.raises(DataError, match="'bgw' must be a list of class names"):
+        load_dataset(str(root), classes="bgw", colour_map=COLOUR_MAP)
+
+
+def test_one_class_is_refused_naming_where_the_classes_came_from(tmp_path):
+    root = fakes.write_index_folder(tmp_path / "ds", n=2, with_ignore_pixels=False)
+    for i in range(2):
+        fakes.write_png(root / "masks" / f"{image_id(i)}.png", np.zeros((H, W), np.uint8))
+    (root / "classes.json").write_text('{"names": ["background"]}')
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert "segmentation needs at least 2" in problem_for(info.value, "classes.json")
+    with pytest.raises(DataError) as info:
+        load_dataset(str(fakes.write_npz(tmp_path / "p.npz", array=np.zeros((2, 2, 8, 8), np.uint8))))
+    [(where, why)] = info.value.problems
+    assert where.startswith("option classes") and "at least 2" in why
+
+
+def test_ignore_index_equal_to_a_class_index_is_refused(tmp_path):
+    root = fakes.write_index_folder(tmp_path / "ds", n=2, ignore_index=1)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    why = problem_for(info.value, "classes.json")
+    assert "ignore_index 1 is the index of class 'crop'" in why and "drop that class" in why
+    colour = fakes.write_colour_folder(tmp_path / "colour", n=2)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(colour), classes=CLASSES, colour_map=COLOUR_MAP, ignore_index=2)
+    assert info.value.problems[0][0] == "option ignore_index"
+
+
+@pytest.mark.parametrize("colour_map, expected", [
+    (["0,0,0", "255,255,255"], "must be a mapping 'R,G,B': class index, got a list"),
+    (dict(COLOUR_MAP, **{"216,67,82": 300}), "216,67,82 -> 300"),
+    (dict(COLOUR_MAP, **{"216,67,82": -1}), "216,67,82 -> -1"),
+    (dict(COLOUR_MAP, **{"216,67,82": "two"}), "maps to 'two', not a class index"),
+])
+def test_bad_colour_map_is_a_data_error_naming_the_option(tmp_path, colour_map, expected):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=2)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root), classes=CLASSES, colour_map=colour_map)
+    [(where, why)] = info.value.problems
+    assert where == "colour_map" and expected in why
