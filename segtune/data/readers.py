@@ -9,13 +9,13 @@ Images are decoded by segtune.data.decode (the same rules as `segtune predict`);
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from segtune.data.classes import check_classes, read_classes
 from segtune.data.decode import decode_image, open_image
 from segtune.data.errors import DataError
 from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
@@ -24,7 +24,6 @@ from segtune.data.synthetic import make_synthetic
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SPLIT_FILES = ("train", "val", "test")
-CLASSES_EXAMPLE = '{"names": ["background", "crop", "weed"], "ignore_index": 255}'
 
 
 def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
@@ -69,60 +68,6 @@ def _parse_colour_map(colour_map: dict[str, int], root: Path) -> dict[tuple[int,
     return parsed
 
 
-def _read_classes(root: Path, classes, colour_map, ignore_index):
-    """Class names and ignore index: classes.json when present, else the config; both checked."""
-    spec = root / "classes.json"
-    palette, names_from, ignore_from = (), "option classes", "option ignore_index"
-    if spec.exists():
-        info = _read_classes_json(spec)
-        names, names_from = tuple(info["names"]), str(spec)
-        if "ignore_index" in info:
-            ignore_index, ignore_from = info["ignore_index"], str(spec)
-        colours = info.get("palette_rgb_for_display") or info.get("source_palette_rgb") or {}
-        if all(n in colours for n in names):
-            palette = tuple(tuple(_first_colour(colours[n])) for n in names)
-    elif classes:
-        names = tuple(classes)
-    elif colour_map:
-        names_from = "option colour_map (no classes.json and no option classes)"
-        names = tuple(f"class_{i}" for i in range(max((c for c in colour_map.values() if c != ignore_index), default=0) + 1))
-    else:
-        raise DataError(str(root), [(str(spec), f"missing; add classes.json ({CLASSES_EXAMPLE}) or set `classes` in the config")])
-    _check_classes(names, names_from, ignore_index, ignore_from, str(root))
-    return names, ignore_index, palette or default_palette(len(names))
-
-
-def _read_classes_json(spec: Path) -> dict:
-    """classes.json as a dict whose "names" is a list of strings; anything else names the file."""
-    try:
-        info = json.loads(spec.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(str(spec.parent), [(str(spec), f"is not valid JSON ({error}); write e.g. {CLASSES_EXAMPLE}")]) from None
-    names = info.get("names") if isinstance(info, dict) else None
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        shown = "no \"names\"" if names is None else f'"names": {json.dumps(names)[:60]}'
-        raise DataError(str(spec.parent), [(str(spec), f'has {shown}; "names" must be a list of class names (strings) '
-                                                       f"in index order, e.g. {CLASSES_EXAMPLE}")])
-    ignore = info.get("ignore_index")
-    if ignore is not None and (isinstance(ignore, bool) or not isinstance(ignore, int)):
-        raise DataError(str(spec.parent), [(str(spec), f'"ignore_index": {json.dumps(ignore)} must be an integer or null')])
-    return info
-
-
-def _check_classes(names, names_from, ignore_index, ignore_from, source) -> None:
-    """At least two distinct classes, and an ignore index that is none of them."""
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise DataError(source, [(names_from, f"class name(s) {repeated} appear more than once; give each class its own name")])
-    if len(names) < 2:
-        raise DataError(source, [(names_from, f"has {len(names)} class(es) {list(names)}; segmentation needs at least 2 "
-                                              "(e.g. background and the object): list every class, background included")])
-    if ignore_index is not None and 0 <= ignore_index < len(names):
-        raise DataError(source, [(ignore_from, f"ignore_index {ignore_index} is the index of class {names[ignore_index]!r}, "
-                                               "which would drop that class from training and scoring; set ignore_index "
-                                               f"to a value of at least {len(names)} (255 is usual) or null")])
-
-
 def _check_colour_map(colour_map, num_classes, ignore_index, root) -> None:
     bad = [f"{','.join(map(str, rgb))} -> {c}" for rgb, c in colour_map.items()
            if not 0 <= c < num_classes and c != ignore_index]
@@ -131,16 +76,12 @@ def _check_colour_map(colour_map, num_classes, ignore_index, root) -> None:
                                                    f"(ignore index {ignore_index}): {bad[:5]}; use indices of the classes")])
 
 
-def _first_colour(value):
-    return value[0] if isinstance(value[0], list) else value
-
-
 def _read_folder(root, classes, colour_map, ignore_index, resize) -> SegmentationData:
     image_dir, mask_dir = root / "images", root / "masks"
     problems = [(str(d), "folder missing") for d in (image_dir, mask_dir) if not d.is_dir()]
     if problems:
         raise DataError(str(root), problems)
-    names, ignore_index, palette = _read_classes(root, classes, colour_map, ignore_index)
+    names, ignore_index, palette = read_classes(root, classes, colour_map, ignore_index)
     if colour_map is not None:
         _check_colour_map(colour_map, len(names), ignore_index, root)
     image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)
@@ -291,7 +232,7 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     if labelled.size == 0:
         raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "every mask pixel is the ignore index; nothing to learn")])
     names = tuple(classes) if classes else tuple(f"class_{i}" for i in range(int(labelled.max()) + 1))
-    _check_classes(names, "option classes" if classes else f"option classes (unset: mask values give {list(names)})",
+    check_classes(names, "option classes" if classes else f"option classes (unset: mask values give {list(names)})",
                    ignore_index, "option ignore_index", str(path))
     problems = []
     images, out_masks, ids = [], [], []
