@@ -119,8 +119,10 @@ def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, res
     for path, read in ((image_path, decode_image), (mask_path, lambda p: _read_mask(p, colour_map))):
         try:
             decoded.append(read(path))
-        except (OSError, ValueError) as error:   # PIL's UnidentifiedImageError is an OSError
+        except OSError as error:   # PIL's UnidentifiedImageError and truncated files
             problems.append((str(path), f"unreadable: {error}"))
+        except ValueError as error:   # a mode, size or mask format refused with its reason
+            problems.append((str(path), str(error)))
     if len(decoded) < 2:
         return None
     image, mask = decoded
