@@ -98,3 +98,10 @@ def test_header_claiming_400_million_pixels_is_refused_in_training_and_predict(t
     assert where == str(bomb) and "400000000 pixels" in why and "too large" in why
     with pytest.raises(ValueError, match="400000000 pixels"):
         read_image(bomb, 3)
+
+
+def test_header_beyond_pils_warning_limit_is_refused_too(tmp_path):
+    # 10000 x 10000 = 100 million pixels: above PIL's 89.5 million warning limit, below its error limit
+    bomb = fakes.write_png_claiming(tmp_path / "big.png", 10000, 10000)
+    with pytest.raises(ValueError, match="too large to decode safely: Image size \\(100000000 pixels\\)"):
+        decode_image(bomb)
