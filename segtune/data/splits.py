@@ -19,6 +19,7 @@ def make_splits(data: SegmentationData, val_fraction: float, test_fraction: floa
     An id listed in two of the dataset's splits is kept in the later (evaluation) split only.
     `groups` (e.g. near-duplicate images) are carved as units: a group's training images all stay
     in train or all go to the same carved split; overlapping groups merge.
+    A split left empty is refused (ValueError), except a test split that test_fraction 0 leaves out.
     """
     own = {name: list(ids) for name, ids in data.splits.items()}
     if "train" not in own:
@@ -38,7 +39,29 @@ def make_splits(data: SegmentationData, val_fraction: float, test_fraction: floa
     carved = _stratified_take(pool, present, sizes, seed, groups or [])
     splits = {s: own.get(s, carved.get(s, [])) for s in ("val", "test")}
     splits["train"] = [i for i in pool if not any(i in carved.get(s, []) for s in carved)]
+    for split in SPLITS:
+        if not splits[split] and not (split == "test" and "test" not in own and test_fraction == 0):
+            raise ValueError(_why_empty(split, data.splits, wanted, sizes, _units(pool, groups or [])))
     return {s: sorted(splits[s]) for s in SPLITS}
+
+
+def _why_empty(split: str, files: dict, wanted: dict[str, float], sizes: dict[str, int], units: list[list[str]]) -> str:
+    """Why `split` came out empty, and what to do about it."""
+    empty = f"the {split} split is empty"
+    if split in files:
+        return (f"{empty}: the dataset's splits/{split}.txt lists no image left after exclude_file and the later "
+                f"splits; list images in it, or delete it so {split} is carved from train")
+    if split == "train":
+        return (f"{empty}: the dataset's split files (less exclude_file) leave no image for training; "
+                "list images in splits/train.txt or fewer in splits/val.txt and splits/test.txt")
+    option = f"{split}_fraction"
+    if wanted[split] == 0:
+        return f"{empty}: {option} is 0 and the dataset has no splits/{split}.txt; raise {option} or add the file"
+    groups = sorted((len(u) for u in units if len(u) > 1), reverse=True)
+    return (f"{empty}: {option} {wanted[split]} asks for {sizes[split]} of {sum(map(len, units))} training images, "
+            f"but near-duplicate groups of {', '.join(map(str, groups[:10]))} images each stay in one split and none "
+            f"fits; leave duplicates out with an exclude_file (`segtune inspect DATA` writes one), give the dataset "
+            f"its own splits/val.txt and splits/test.txt, or raise {option}")
 
 
 def _remove_overlaps(own: dict[str, list[str]]) -> None:
@@ -61,7 +84,7 @@ def _stratified_take(pool: list[str], present: dict[str, set[int]], sizes: dict[
     rng = np.random.default_rng(seed)
     remaining = _units([pool[i] for i in rng.permutation(len(pool))], groups)
     taken: dict[str, list[str]] = {s: [] for s in sizes}
-    if sum(sizes.values()) >= len(pool):
+    if sizes and sum(sizes.values()) >= len(pool):
         raise ValueError(f"cannot carve {sizes} out of {len(pool)} training images; lower val_fraction/test_fraction")
     counts: dict[int, int] = {}
     for ids in present.values():

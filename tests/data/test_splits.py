@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import fakes
-from segtune.data import SPLITS, load_dataset, make_splits, make_synthetic
+from segtune.data import SPLITS, exclude_images, load_dataset, make_splits, make_synthetic, write_exclusions
 
 RARE = 3
 
@@ -215,3 +215,42 @@ def test_cwfid_loads_and_keeps_its_own_test_split():
     assert_partition(splits, data.names)
     for split in SPLITS:
         assert classes_in(data, splits[split]) == {0, 1, 2}, split
+
+
+# --------------------------------------------------------------------------- a split left empty is refused
+
+def test_near_duplicate_groups_too_large_to_carve_are_refused_with_their_sizes():
+    data = fakes.make_segmentation_data([{0, 1}] * 20)
+    groups = [{f"s{i:03d}" for i in range(10)}, {f"s{i:03d}" for i in range(10, 20)}]
+    # round(20 * 0.15) = 3 images wanted for val, but each group of 10 must stay whole
+    with pytest.raises(ValueError, match=r"val split is empty: val_fraction 0.15 asks for 3 of 20 .* groups of 10, 10 "
+                                         r"images .* exclude_file .* splits/val.txt"):
+        make_splits(data, 0.15, 0.15, seed=0, groups=groups)
+
+
+def test_a_zero_val_fraction_without_a_val_file_is_refused():
+    data = fakes.make_segmentation_data([{0, 1}] * 10)
+    with pytest.raises(ValueError, match="val split is empty: val_fraction is 0 and the dataset has no splits/val.txt"):
+        make_splits(data, val_fraction=0.0, test_fraction=0.2, seed=0)
+
+
+def test_a_split_file_left_empty_by_later_splits_is_refused():
+    ids = [f"s{i:03d}" for i in range(6)]
+    data = fakes.make_segmentation_data([{0}] * 6, splits={"train": ids[:4], "val": ["s004"], "test": ["s004", "s005"]})
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"val split is empty: the dataset's splits/val.txt"):
+        make_splits(data, 0.2, 0.2, seed=0)
+
+
+def test_split_files_that_leave_nothing_for_training_are_refused():
+    ids = [f"s{i:03d}" for i in range(6)]
+    data = fakes.make_segmentation_data([{0}] * 6, splits={"val": ids[:3], "test": ids[3:]})
+    with pytest.raises(ValueError, match="train split is empty"):
+        make_splits(data, 0.2, 0.2, seed=0)
+
+
+def test_an_exclusion_list_that_empties_the_training_split_is_refused(tmp_path):
+    ids = [f"s{i:03d}" for i in range(6)]
+    data = fakes.make_segmentation_data([{0}] * 6, splits={"train": ids[:2], "val": ids[2:4], "test": ids[4:]})
+    data, _ = exclude_images(data, write_exclusions(tmp_path / "exclude.txt", {"s000": "blurred", "s001": "blurred"}))
+    with pytest.raises(ValueError, match=r"train split is empty: .*less exclude_file"):
+        make_splits(data, 0.2, 0.2, seed=0)
