@@ -54,12 +54,13 @@ def test_report_holds_every_candidate_and_the_choice_is_the_best_cross_validated
 
 
 def test_bundle_manifest_names_the_members_and_the_chosen_combiner(built):
-    _, _, folder = built
+    cfg, _, folder = built
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
     report = json.loads((folder / "report.json").read_text())
     assert manifest["combiner"]["kind"] == report["chosen"]
     assert [m["trial_id"] for m in manifest["members"]] == [m["trial_id"] for m in report["members"]]
     assert manifest["in_channels"] == 3 and manifest["tile"] == [64, 64] and len(manifest["classes"]) == 4
+    assert manifest["input_scale"] is None and cfg.resize is None  # the smoke search reads images at their own size
     assert {"model.torchscript.pt", "model.onnx", "manifest.json"} <= {p.name for p in (folder / "bundle").iterdir()}
 
 
