@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from segtune.paths import is_remote
 from spaces import SPACES
 
 
@@ -74,12 +76,12 @@ class SearchConfig:
     max_failures: int = 0
     """Retries of a trial that crashed (a node lost); a failing trial never stops the search."""
     encoder_weights: str | None = None
-    """Local encoder state-dict file; null trains from scratch (nothing is downloaded)."""
+    """Local encoder state-dict file (made absolute when read); null trains from scratch (nothing is downloaded)."""
     seed: int = 0
     """Seed for splits, the sampler and every trial."""
     # outputs
     name: str | None = None
-    """Experiment name: the results folder and the MLflow parent run; null makes segtune-<space>-<time>."""
+    """Experiment name: the results folder under storage_path and the MLflow parent run; null makes segtune-<space>-<time>."""
     storage_path: str = "segtune_results"
     """Where trials and checkpoints go: a folder, a shared path every node mounts, or s3://bucket/prefix."""
     tracking_uri: str = "sqlite:///mlflow.db"
@@ -93,27 +95,45 @@ class SearchConfig:
         def need(ok: bool, option: str, message: str):
             if not ok:
                 raise ValueError(f"option {option}: {message}")
+        for option, hint in typing.get_type_hints(SearchConfig).items():
+            value = getattr(self, option)
+            need(_has_type(value, hint), option, f"{_shown(value)} is not {_type_name(hint)}")
         need(self.space in SPACES, "space", f"{self.space!r} is not one of {sorted(SPACES)}")
-        need(self.space_overrides is None or isinstance(self.space_overrides, dict), "space_overrides",
-             "must be a mapping of parameter name -> list | {low, high} | value")
+        for param, rule in (self.space_overrides or {}).items():
+            need(not isinstance(rule, dict) or all(_is_number(rule.get(end)) for end in ("low", "high")),
+                 f"space_overrides.{param}", f"a range needs numbers for low and high, got {rule}")
         need(self.num_samples >= 1, "num_samples", "must be >= 1")
         need(0 <= self.n_startup_trials < self.num_samples or self.num_samples == 1, "n_startup_trials",
              f"{self.n_startup_trials} must be below num_samples ({self.num_samples}) or TPE never proposes")
+        need(self.max_epochs >= 1, "max_epochs", "must be >= 1")
+        need(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
+             "must be >= 1, or null for one pass over the training split")
+        need(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 seconds, or null for no limit")
         need(1 <= self.grace_period <= self.max_epochs, "grace_period", "must be between 1 and max_epochs")
         need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
         need(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
         need(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1, "val_fraction/test_fraction", "must be in [0, 1)")
-        need(len(self.crop) == 2 and min(self.crop) >= 32 and all(c % 32 == 0 for c in self.crop), "crop",
+        need(min(self.crop) >= 32 and all(c % 32 == 0 for c in self.crop), "crop",
              f"{self.crop} must be [H, W], each a multiple of 32")
-        need(self.resize is None or len(self.resize) == 2, "resize", "must be [H, W] or null")
-        need(self.exclude_file is None or isinstance(self.exclude_file, str), "exclude_file",
-             "must be the path of an exclusion list or null")
-        need(self.gpus_per_trial == 0 or (1 / self.gpus_per_trial).is_integer() or self.gpus_per_trial >= 1,
+        need(self.resize is None or min(self.resize) >= 32, "resize",
+             f"{list(self.resize or [])} must be [H, W] of at least 32 pixels each, or null to keep the original size")
+        need(self.gpus_per_trial == 0 or self.gpus_per_trial > 0 and (1 / self.gpus_per_trial).is_integer()
+             or self.gpus_per_trial >= 1,
              "gpus_per_trial", "use a fraction whose inverse is a whole number (0.5, 0.25) so trials pack evenly")
         need(self.cpus_per_trial > 0, "cpus_per_trial", "must be > 0")
         need(self.num_workers is None or 0 <= self.num_workers <= max(0, self.cpus_per_trial - 1), "num_workers",
              f"{self.num_workers} DataLoader workers need cpus_per_trial >= {(self.num_workers or 0) + 1} (one CPU "
              f"for the trial, one per worker), not {self.cpus_per_trial}; raise cpus_per_trial or leave num_workers unset")
+        need(self.name is None or (Path(self.name).name == self.name and self.name not in ("", ".", "..")
+                                   and "\\" not in self.name), "name",
+             f"{self.name!r} must be a plain folder name (no '/', '..' or absolute path): it is made under storage_path")
+        need(is_remote(self.storage_path) or not _inside_a_file(Path(self.storage_path).expanduser()), "storage_path",
+             f"{self.storage_path} is a file or inside one; give a folder (created if missing)")
+        if self.encoder_weights is not None:
+            # Ray runs each trial in a folder of its own, where a relative path would point nowhere
+            object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))
+            need(Path(self.encoder_weights).is_file(), "encoder_weights",
+                 f"{self.encoder_weights} is not a file; give a local encoder state-dict (.pt/.pth) or null")
 
     @property
     def loader_workers(self) -> int:
@@ -126,6 +146,50 @@ class SearchConfig:
 
 def _plain(value):
     return list(value) if isinstance(value, tuple) else value
+
+
+def _has_type(value, hint) -> bool:
+    """Whether `value` fits a field's type hint; a bool is not a number here."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_has_type(value, arm) for arm in args)
+    if origin is tuple:
+        return (isinstance(value, tuple) and (args[-1] is Ellipsis or len(value) == len(args))
+                and all(_has_type(item, args[0]) for item in value))
+    if origin is dict:
+        return isinstance(value, dict) and all(_has_type(k, args[0]) and _has_type(v, args[1]) for k, v in value.items())
+    if hint in (int, float):
+        return isinstance(value, int if hint is int else (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arm) for arm in args)
+    if origin is tuple:
+        return f"a list of {'' if args[-1] is Ellipsis else len(args)} {'integers' if args[0] is int else 'names'}"
+    if origin is dict or hint is dict:
+        return "a mapping" + (" of 'R,G,B' to a class index" if args else "")
+    return {int: "an integer", float: "a number", str: "text", bool: "true or false", type(None): "null"}[hint]
+
+
+def _shown(value) -> str:
+    return "null" if value is None else repr(list(value) if isinstance(value, tuple) else value)
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, str):  # YAML reads 1e-2 (no dot) as text
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _inside_a_file(path: Path) -> bool:
+    return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
 
 
 def field_docs() -> dict[str, str]:
@@ -147,7 +211,14 @@ def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig
         file = Path(path)
         if not file.is_file():
             raise FileNotFoundError(f"--config {file}: no such file")
-        values = yaml.safe_load(file.read_text()) or {}
+        try:
+            values = yaml.safe_load(file.read_text()) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            raise ValueError(f"--config {file}{f', line {mark.line + 1}' if mark else ''}: not valid YAML "
+                             f"({getattr(error, 'problem', None) or error})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"--config {file}: not a UTF-8 text file") from None
         if not isinstance(values, dict):
             raise ValueError(f"--config {file}: expected a mapping of option: value")
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
@@ -160,14 +231,20 @@ def load_config(path: str | None, overrides: dict | None = None) -> SearchConfig
 
 
 def _coerce(name, value, hint):
-    if value is None:
-        return None
-    args = typing.get_args(hint)
-    if tuple in (typing.get_origin(hint), *[typing.get_origin(a) for a in args]):
-        inner = next((typing.get_args(a)[0] for a in (hint, *args) if typing.get_origin(a) is tuple), str)
+    """A YAML or flag value as the option's type where the reading is unambiguous; SearchConfig refuses the rest."""
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    kind = next(a for a in typing.get_args(hint) if a is not type(None)) if is_union else hint
+    if typing.get_origin(kind) is tuple and isinstance(value, (str, list)):
+        inner = typing.get_args(kind)[0]
+        items = value
         if isinstance(value, str):  # "256x192" or "256,192" for sizes; "a,b,c" for names
-            value = [v.strip() for v in (value.replace("x", ",") if inner is int else value).split(",") if v.strip()]
-        return tuple(inner(v) for v in value)
+            items = [v.strip() for v in (value.lower().replace("x", ",") if inner is int else value).split(",") if v.strip()]
+        try:
+            return tuple(inner(v) if isinstance(v, str) else v for v in items)
+        except ValueError:
+            raise ValueError(f"option {name}: {value!r} is not {_type_name(hint)}") from None
+    if kind is float and isinstance(value, str) and _is_number(value):
+        return float(value)
     return value
 
 

@@ -10,8 +10,10 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import ray
+import yaml
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -63,6 +65,7 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     if excluded:
         tracker.log_artifact(str(paths.exclusions))
     _start_ray(cfg)
+    _check_trial_fits(cfg, _cluster_nodes())
     trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     try:
@@ -104,6 +107,36 @@ def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
     if not resume:
         splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed, groups=duplicate_groups(data))
     return cfg, data, splits, excluded
+
+
+def _check_trial_fits(cfg: SearchConfig, nodes: list[dict] | None) -> None:
+    """Refuse a trial that no node can hold (a trial takes its CPUs and GPUs from one node); None: unknown."""
+    if nodes is None:
+        return
+    where = f"the Ray cluster at {cfg.ray_address}" if cfg.ray_address else "this machine"
+    most_gpus = max(node.get("GPU", 0) for node in nodes)
+    if cfg.gpus_per_trial > most_gpus:
+        raise ValueError(f"option gpus_per_trial: {cfg.gpus_per_trial:g}, but " + (
+            f"{where} has no GPU; set gpus_per_trial to 0 to train on CPUs" if not most_gpus else
+            f"no node of {where} has more than {most_gpus:g} GPU(s); lower gpus_per_trial"))
+    if not any(node.get("CPU", 0) >= cfg.cpus_per_trial and node.get("GPU", 0) >= cfg.gpus_per_trial for node in nodes):
+        most_cpus = max(node.get("CPU", 0) for node in nodes if node.get("GPU", 0) >= cfg.gpus_per_trial)
+        raise ValueError(f"option cpus_per_trial: {cfg.cpus_per_trial:g}, but no node of {where} "
+                         f"{'with a GPU ' if cfg.gpus_per_trial else ''}has more than {most_cpus:g} CPUs; "
+                         "lower cpus_per_trial")
+
+
+def _cluster_nodes() -> list[dict] | None:
+    """The resources of each live Ray node and, on an autoscaling cluster, of each node type it may add."""
+    nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+    # `ray up` leaves this file on the head (Ray Tune's own test for an autoscaling cluster)
+    bootstrap = Path("~/ray_bootstrap_config.yaml").expanduser()
+    if bootstrap.is_file():
+        node_types = (yaml.safe_load(bootstrap.read_text()) or {}).get("available_node_types", {}).values()
+        if any("resources" not in node_type for node_type in node_types):
+            return None
+        nodes += [node_type["resources"] for node_type in node_types]
+    return nodes
 
 
 def _save_inputs(cfg: SearchConfig, paths: ExperimentPaths, splits, excluded) -> None:

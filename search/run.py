@@ -18,10 +18,13 @@ import types
 import typing
 from pathlib import Path
 
+import yaml
+
 if __package__ in (None, ""):  # run as a script: make the project importable without an install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.config import SearchConfig, field_docs, load_config  # noqa: E402
+from segtune.cli import EXIT_FAILED, EXIT_REFUSED, run_command  # noqa: E402
 
 # Offline and quiet by default; a user's own setting wins.
 for _key, _value in {"NO_ALBUMENTATIONS_UPDATE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -48,9 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _argument_type(hints[field.name])
         default_text = f" (default: {field.default})"
         if kind is dict:
-            parser.add_argument(flag, type=_parse_mapping, default=None, help=docs.get(field.name, "") + default_text)
-        else:
-            parser.add_argument(flag, type=kind, default=None, help=docs.get(field.name, "") + default_text)
+            kind = _parse_overrides if field.name == "space_overrides" else _parse_colour_map
+        parser.add_argument(flag, type=kind, default=None, help=docs.get(field.name, "") + default_text)
     return parser
 
 
@@ -69,10 +71,24 @@ def _parse_bool(text: str) -> bool:
     return value
 
 
-def _parse_mapping(text: str) -> dict:
+def _parse_colour_map(text: str) -> dict:
     """'255,255,255=1;216,67,82=2' -> {'255,255,255': 1, '216,67,82': 2}"""
-    pairs = [item.split("=") for item in text.split(";") if item]
-    return {key.strip(): int(value) for key, value in pairs}
+    try:
+        return {key.strip(): int(value) for key, value in (item.split("=") for item in text.split(";") if item)}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'R,G,B=class;R,G,B=class'") from None
+
+
+def _parse_overrides(text: str) -> dict:
+    """'{lr: {low: 1.0e-4, high: 1.0e-2}, architecture: [Unet, FPN]}': a YAML mapping, as in a config file."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a YAML mapping such as "
+                                         "'{lr: {low: 1.0e-4, high: 1.0e-2}, architecture: [Unet, FPN]}'")
+    return value
 
 
 def parse_config(argv: list[str] | None = None) -> tuple[SearchConfig, bool]:
@@ -93,9 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_search(cfg, resume=resume)
     except (DataError, FileExistsError, FileNotFoundError, ValueError, KeyError, ConnectionError) as error:
         print(f"segtune search: {error}", file=sys.stderr)
-        return 2
-    return 0 if outcome.best else 1
+        return EXIT_REFUSED
+    return 0 if outcome.best else EXIT_FAILED
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_command(main))

@@ -149,6 +149,7 @@ class TrialConfig:
         need(0 < self.gpu_fraction <= 1, f"gpu_fraction {self.gpu_fraction} must be in (0, 1]")
         need(self.batch_size >= 1 and self.max_epochs >= 1, "batch_size and max_epochs must be >= 1")
         need(self.early_stop_patience is None or self.early_stop_patience >= 1, "early_stop_patience must be >= 1 or None")
+        need(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be >= 1 or None")
         for name in ("copy_paste", "shift_scale_rotate", "brightness_contrast", "gamma", "blur_noise", "distortion", "cutmix"):
             need(0 <= getattr(self, name) <= 1, f"{name} {getattr(self, name)} must be in [0, 1]")
         need(len(self.crop) == 2 and all(c % 2 ** self.encoder_depth == 0 for c in self.crop),

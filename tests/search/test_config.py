@@ -1,4 +1,6 @@
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,162 @@ def test_switches_read_true_and_false_from_the_command_line(capsys):
     with pytest.raises(SystemExit):
         parse_config(["--mixed-precision", "maybe"])
     assert "'maybe' is not true or false" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line, says", [
+    ('num_samples: "many"', "option num_samples: 'many' is not an integer"),
+    ("crop: null", "option crop: null is not a list of 2 integers"),
+    ("seed: abc", "option seed: 'abc' is not an integer"),
+    ("max_epochs: 2.5", "option max_epochs: 2.5 is not an integer"),
+    ("max_epochs: ten", "option max_epochs: 'ten' is not an integer"),
+    ("steps_per_epoch: 0", "option steps_per_epoch: must be >= 1"),
+    ("steps_per_epoch: -3", "option steps_per_epoch: must be >= 1"),
+    ("time_budget_s: -5", "option time_budget_s: must be > 0"),
+    ("space_overrides: {lr: {low: abc, high: 1e-2}}", "option space_overrides.lr: a range needs numbers for low and high"),
+    ("name: ../../x", "option name: '../../x' must be a plain folder name"),
+    ("name: /tmp/x", "option name: '/tmp/x' must be a plain folder name"),
+    ("name: a/b", "option name: 'a/b' must be a plain folder name"),
+])
+def test_bad_yaml_values_exit_with_a_message_naming_the_option(tmp_path, line, says):
+    file = tmp_path / "c.yaml"
+    file.write_text(line + "\n")
+    with pytest.raises(SystemExit) as stop:
+        parse_config(["--config", str(file)])
+    assert stop.value.code.startswith(f"segtune search: {says}")
+
+
+def test_yaml_reads_exponents_without_a_dot_as_numbers(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("time_budget_s: 1e3\nspace_overrides: {lr: {low: 1e-4, high: 1e-2}}\n")
+    cfg = load_config(str(file))
+    assert cfg.time_budget_s == 1000.0 and cfg.space_overrides == {"lr": {"low": "1e-4", "high": "1e-2"}}
+
+
+def test_a_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    file = tmp_path / "c.yaml"
+    file.write_text("num_samples: 4\ncrop: [64, 64\nseed: 1\n")
+    with pytest.raises(SystemExit, match=rf"--config {file}, line 3: not valid YAML"):
+        parse_config(["--config", str(file)])
+
+
+def test_a_storage_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "results").write_text("not a folder")
+    for path in (tmp_path / "results", tmp_path / "results" / "inside"):
+        with pytest.raises(ValueError, match=f"option storage_path: {path} is a file or inside one"):
+            load_config(None, {"storage_path": str(path)})
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--crop", "abc"], "segtune search: option crop: 'abc' is not a list of 2 integers"),
+    (["--crop", "64x64x64"], "segtune search: option crop: [64, 64, 64] is not a list of 2 integers"),
+    (["--resize", "0x0"], "segtune search: option resize: [0, 0] must be [H, W] of at least 32 pixels each"),
+])
+def test_bad_sizes_on_the_command_line_name_the_option(args, says):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(args)
+    assert stop.value.code.startswith(says)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--max-epochs", "2.5"], "argument --max-epochs: invalid int value: '2.5'"),
+    (["--space-overrides", "lr=abc"], "argument --space-overrides: 'lr=abc' is not a YAML mapping"),
+    (["--space-overrides", "{lr: [1"], "argument --space-overrides: '{lr: [1' is not a YAML mapping"),
+    (["--colour-map", "0,0,0=zero"], "argument --colour-map: '0,0,0=zero' is not 'R,G,B=class;R,G,B=class'"),
+])
+def test_bad_flags_are_usage_errors_naming_the_flag(args, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        parse_config(args)
+    assert stop.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_space_overrides_flag_reads_yaml_like_the_config_file():
+    cfg, _ = parse_config(["--space-overrides", "{lr: {low: 1.0e-4, high: 1.0e-2}, architecture: [Unet, FPN]}"])
+    assert cfg.space_overrides == {"lr": {"low": 1e-4, "high": 1e-2}, "architecture": ["Unet", "FPN"]}
+
+
+def test_a_missing_encoder_weights_file_is_refused_naming_option_and_path(tmp_path):
+    with pytest.raises(ValueError, match=f"option encoder_weights: {tmp_path / 'nope.pt'} is not a file"):
+        load_config(None, {"encoder_weights": str(tmp_path / "nope.pt")})
+
+
+def test_a_relative_encoder_weights_path_still_finds_the_file_from_a_trial_folder(tmp_path, monkeypatch):
+    import torch
+    from search.fixed import fixed_trial_params
+    from segtune.data import make_splits, make_synthetic
+    from trainables import TrialConfig, build_model
+    from trainables.model import load_encoder_weights
+    weights = build_model(TrialConfig()).encoder.state_dict()
+    (tmp_path / "weights").mkdir()
+    torch.save(weights, tmp_path / "weights" / "encoder.pt")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"encoder_weights": "weights/encoder.pt"})
+    assert cfg.encoder_weights == str(tmp_path / "weights" / "encoder.pt")
+    data = make_synthetic(count=12)
+    fixed = fixed_trial_params(cfg, data, make_splits(data, 0.2, 0.2, seed=0))
+    monkeypatch.chdir(tmp_path / "weights")  # Ray runs each trial in a folder of its own
+    load_encoder_weights(build_model(TrialConfig()), fixed["encoder_weights"])
+
+
+def search_args(tmp_path, *more):
+    return ["--smoke-test", "--name", "x", "--storage-path", str(tmp_path / "results"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", *more]
+
+
+@pytest.mark.parametrize("nodes, more, says", [
+    ([{"CPU": 2.0}], ["--cpus-per-trial", "64"], "option cpus_per_trial: 64, but no node of this machine has more "
+                                                 "than 2 CPUs"),
+    ([{"CPU": 8.0}], ["--gpus-per-trial", "1"], "option gpus_per_trial: 1, but this machine has no GPU"),
+    ([{"CPU": 2.0, "GPU": 1.0}, {"CPU": 16.0}], ["--gpus-per-trial", "1", "--cpus-per-trial", "4"],
+     "option cpus_per_trial: 4, but no node of this machine with a GPU has more than 2 CPUs"),
+])
+def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, nodes, more, says):
+    import ray
+    import search.driver
+    from search.run import main
+    monkeypatch.setattr(search.driver, "_start_ray", lambda cfg: None)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/ray_bootstrap_config.yaml: not an autoscaling cluster
+    assert main(search_args(tmp_path, *more)) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "results").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_autoscaling_cluster_counts_the_nodes_it_may_add(tmp_path, monkeypatch):
+    import ray
+    from search.driver import _check_trial_fits, _cluster_nodes
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(
+        "available_node_types:\n  head.cpu: {resources: {CPU: 0, GPU: 0}}\n  worker.gpu: {resources: {CPU: 4, GPU: 1}}\n")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": {"CPU": 0.0}}])
+    cfg = load_config(None, {"gpus_per_trial": 1, "cpus_per_trial": 4, "ray_address": "auto"})
+    _check_trial_fits(cfg, _cluster_nodes())  # no worker is up yet, but the autoscaler can add one that fits
+    with pytest.raises(ValueError, match="option cpus_per_trial: 5, but no node of the Ray cluster at auto"):
+        _check_trial_fits(load_config(None, {"gpus_per_trial": 1, "cpus_per_trial": 5, "ray_address": "auto"}),
+                          _cluster_nodes())
+
+
+def test_exit_codes_2_for_refused_input_1_for_a_failed_run(tmp_path, monkeypatch, capsys):
+    import search.driver
+    from segtune.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["search", "--num-samples", "0"]) == 2
+    assert "segtune search: option num_samples: must be >= 1" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path / "no-such-data")]) == 2
+    assert main(["ensemble", str(tmp_path / "no-such-experiment")]) == 2
+    assert main(["predict", str(tmp_path / "no-bundle"), str(tmp_path), str(tmp_path / "out")]) == 2
+    assert "segtune predict:" in capsys.readouterr().err
+    monkeypatch.setattr(search.driver, "run_search", lambda cfg, resume: type("Outcome", (), {"best": None})())
+    assert main(["search", "--smoke-test"]) == 1  # no trial finished
+
+
+def test_the_search_script_exits_2_on_a_bad_option():
+    script = Path(__file__).resolve().parents[2] / "search" / "run.py"
+    done = subprocess.run([sys.executable, str(script), "--num-samples", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stderr.strip() == "segtune search: option num_samples: must be >= 1"
+
+
+def test_version_prints_the_installed_package_version(capsys):
+    from importlib.metadata import version
+    from segtune.cli import main
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"segtune {version('segtune')}"
