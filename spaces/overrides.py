@@ -102,6 +102,11 @@ def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int
     from trainables import TrialConfig
     from trainables.model import is_valid_combination
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        TrialConfig.from_dict(fixed)
+    except (ValueError, KeyError) as error:  # the data or a search option, whatever the space samples
+        raise ValueError(f"the dataset and search options give every trial an invalid setting: {error}") from None
+    blamed = "space_overrides" if overrides else "space"
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen, longest_warmup = set(), 0
     for _ in range(samples):
@@ -112,9 +117,9 @@ def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int
         try:
             cfg = TrialConfig.from_dict({**fixed, **config})
         except (ValueError, KeyError) as error:
-            raise ValueError(f"option space_overrides: the space samples an invalid trial {config}: {error}") from None
+            raise ValueError(f"option {blamed}: the space samples an invalid trial {config}: {error}") from None
         if not is_valid_combination(cfg.architecture, cfg.encoder, cfg.encoder_depth):
-            raise ValueError(f"option space_overrides: {cfg.architecture} with {cfg.encoder} at depth "
+            raise ValueError(f"option {blamed}: {cfg.architecture} with {cfg.encoder} at depth "
                              f"{cfg.encoder_depth} cannot be built; drop one of them from the overrides")
         longest_warmup = max(longest_warmup, cfg.warmup_epochs)
         study.tell(trial, 0.0)

@@ -59,3 +59,10 @@ def test_grace_period_must_come_after_the_loss_switch(fixed):
     with pytest.raises(ValueError, match="grace_period"):
         validate_space(get_space("terrain"), None, fixed, grace_period=2)
     validate_space(get_space("terrain"), None, fixed, grace_period=3)
+
+
+def test_a_dataset_no_trial_can_take_is_not_blamed_on_space_overrides(fixed):
+    with pytest.raises(ValueError) as error:
+        validate_space(get_space("default"), None, {**fixed, "num_classes": 1, "class_names": ["background"],
+                                                    "class_pixel_counts": [10], "exclude_from_mean": []}, 2)
+    assert "num_classes 1 must be >= 2" in str(error.value) and "space_overrides" not in str(error.value)
