@@ -92,5 +92,7 @@ def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor
     """Logits for images of any size: reflect-pad to a multiple of 32, predict, crop back."""
     height, width = images.shape[-2:]
     pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
-    padded = F.pad(images, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else images
+    # reflection needs the image larger than the padding: an image of 16 px or less is edge-padded instead
+    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+    padded = F.pad(images, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else images
     return model(padded)[..., :height, :width]

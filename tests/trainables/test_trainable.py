@@ -96,3 +96,10 @@ def test_local_encoder_weights_are_loaded_without_download(tmp_path):
 def test_architecture_depth_pairs_that_give_wrong_sizes_are_refused():
     with pytest.raises(ValueError, match="FPN .* encoder_depth 3"):
         build_model(tiny_config(architecture="FPN", encoder_depth=3))
+
+
+def test_images_smaller_than_the_crop_and_the_network_stride_train_and_score():
+    import fakes
+    data = fakes.make_segmentation_data([{0, 1}, {0, 2}, {0, 3}] * 4, size=(8, 8))  # padded to 64 crops, 32 to score
+    reports = run(tiny_config(max_epochs=1, crop=(64, 64)), data, make_splits(data, 0.25, 0.25, seed=0))
+    assert 0.0 <= reports[-1][0][names.VAL_MIOU] <= 1.0
