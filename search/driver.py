@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from unittest import mock
 
 import ray
 import yaml
+from ray._private import ray_constants, services as ray_services  # Ray is pinned (pyproject.toml)
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
@@ -21,7 +24,7 @@ from segtune import names, storage
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
 from segtune.inspect import duplicate_groups
 from segtune.paths import ExperimentPaths, experiment_paths, is_remote
-from segtune.tracking import MlflowTrialCallback, Tracker
+from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, Tracker, hide_password
 from search.config import SearchConfig, load_config, save_config
 from search.fixed import fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
@@ -46,12 +49,16 @@ class SearchOutcome:
 
 
 def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
-    cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)))
+    cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)),
+                  tracking_uri=hide_password(cfg.tracking_uri))
     paths = storage.pull(experiment_paths(cfg.storage_path, cfg.name))
     cfg, data, splits, excluded = _prepare_inputs(cfg, paths, resume)
     fixed = fixed_trial_params(cfg, data, splits)
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
+    # Ray first: a cluster that cannot be reached leaves no experiment folder and no MLflow run behind
+    _start_ray(cfg)
+    _check_trial_fits(cfg, _cluster_nodes())
     _save_inputs(cfg, paths, splits, excluded)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
@@ -64,8 +71,6 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     storage.push(paths)
     if excluded:
         tracker.log_artifact(str(paths.exclusions))
-    _start_ray(cfg)
-    _check_trial_fits(cfg, _cluster_nodes())
     trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
                                     {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     try:
@@ -88,7 +93,9 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     _print_summary(cfg, paths, rows)
     if tracker.failed:
         print(f"MLflow at {cfg.tracking_uri} could not be reached during the search; everything is in {paths.tune_path}. "
-              f"Log it once the store is back: segtune mlflow {paths.tune_path} --tracking-uri {cfg.tracking_uri}")
+              f"Log it once the store is back: segtune mlflow {paths.tune_path} --tracking-uri {cfg.tracking_uri}"
+              + (f" (the password masked as {MASK} is read from {TRACKING_URI_VARIABLE}, the full URI)"
+                 if MASK in cfg.tracking_uri else ""))
     if interrupted:
         print(_resume_hint(cfg))
     return SearchOutcome(paths, rows, parent_id, results, searcher)
@@ -173,16 +180,48 @@ EXPERIMENT_SNAPSHOT_S = 2
 10 s or more). Work done after the last snapshot is redone on resume; the snapshot is small (KBs per trial)."""
 
 
+RAY_CONNECT_TIMEOUT_S = 30
+"""How long a search waits for the Ray cluster at ray_address to answer (env SEGTUNE_RAY_CONNECT_TIMEOUT_S)."""
+
+
 def _start_ray(cfg: SearchConfig) -> None:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", str(EXPERIMENT_SNAPSHOT_S))  # read when the Tuner runs
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if cfg.ray_address:
+        _wait_for_cluster(cfg.ray_address, float(os.environ.get("SEGTUNE_RAY_CONNECT_TIMEOUT_S", RAY_CONNECT_TIMEOUT_S)))
         ray.init(address=cfg.ray_address, log_to_driver=False)
-    else:
-        # "local": a Ray of our own, never a cluster someone started on this machine (plain ray.init() joins one)
+        return
+    # "local": a Ray of our own, never a cluster someone started on this machine (plain ray.init() joins one).
+    # It listens on 127.0.0.1 only: Ray binds to the machine's network address unless it runs single-node
+    # (its macOS/Windows default, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0, read once when ray is imported).
+    with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False):
         ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+def _wait_for_cluster(address: str, timeout_s: float) -> None:
+    """Before anything is written: the Ray head at `address` answers (Ray itself would retry for minutes)."""
+    advice = (f"check --ray-address / ray_address {address!r}: host:port of a running Ray head (`ray start --head` "
+              "prints it; 'auto' on the head itself), or leave it unset for a local Ray. Nothing was written; "
+              "run the same command again once the cluster is up")
+    try:
+        resolved = ray_services.canonicalize_bootstrap_address_or_die(address.removeprefix("ray://"))
+        host, port = ray_services.extract_ip_port(resolved)
+    except (ValueError, ConnectionError) as error:
+        raise ConnectionError(f"Ray cluster not found ({error}); {advice}") from None
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, min(5.0, deadline - time.monotonic()))).close()
+            return
+        except OSError as error:
+            if isinstance(error, socket.gaierror):  # an unknown host stays unknown: no point waiting
+                raise ConnectionError(f"Ray head {host}:{port}: {error}; {advice}") from None
+            if time.monotonic() >= deadline:
+                raise ConnectionError(f"no Ray cluster answered at {host}:{port} within {timeout_s:g} s ({error}; "
+                                      f"SEGTUNE_RAY_CONNECT_TIMEOUT_S waits longer); {advice}") from None
+            time.sleep(0.5)
 
 
 def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:

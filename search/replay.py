@@ -26,8 +26,8 @@ from segtune.tracking import Tracker
 def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool = False) -> str:
     """Log the experiment as a new parent run with its children; returns the parent run id."""
     cfg, data, splits = load_experiment_data(paths)
-    uri = tracking_uri or cfg.tracking_uri
-    tracker = Tracker(uri, cfg.mlflow_experiment)
+    tracker = Tracker(tracking_uri or cfg.tracking_uri, cfg.mlflow_experiment)
+    uri = tracker.tracking_uri  # a password masked
     if not force and paths.parent_run.exists() and _run_exists(tracker, paths.parent_run.read_text().strip()):
         raise FileExistsError(f"{paths.tune_path} is already logged in {uri} as run {paths.parent_run.read_text().strip()}; "
                               "pass --force to log it again as a new run")

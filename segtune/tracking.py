@@ -5,6 +5,11 @@ cannot close its own run, and only the driver needs to reach the tracking server
 If the store cannot be reached, the search goes on: the failure is reported once, the tracker goes
 offline (no retry per epoch), and `segtune mlflow EXPERIMENT` logs the finished search later
 from the experiment folder (search/replay.py).
+
+A password in the tracking URI (http://user:pass@host:5000, postgresql://user:pass@host/db) is shown,
+saved and pickled masked (user:***@host); the full URI stays in this process's environment
+(SEGTUNE_TRACKING_URI), where the tracker finds it, and an http password reaches MLflow as
+MLFLOW_TRACKING_PASSWORD.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import math
 import os
 import warnings
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
 from mlflow.tracking import MlflowClient
@@ -26,6 +32,49 @@ PARENT_TAG = "mlflow.parentRunId"
 # (the tracker then goes offline). A user's own setting wins.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+TRACKING_URI_VARIABLE = "SEGTUNE_TRACKING_URI"
+"""The full tracking URI, password included, when the one saved with an experiment is masked."""
+MASK = "***"
+
+
+def mask_password(uri: str) -> str:
+    """The URI as it may be printed, saved or logged: http://user:pass@host -> http://user:***@host."""
+    parts = urlsplit(uri)
+    if not parts.password:
+        return uri
+    userinfo, _, host = parts.netloc.rpartition("@")
+    return urlunsplit(parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:{MASK}@{host}"))
+
+
+def hide_password(uri: str) -> str:
+    """mask_password(uri); a URI with a real password is kept whole in SEGTUNE_TRACKING_URI for the tracker."""
+    masked = mask_password(uri)
+    if masked != uri and urlsplit(uri).password != MASK:
+        os.environ[TRACKING_URI_VARIABLE] = uri
+    return masked
+
+
+def store_uri(masked: str) -> str:
+    """The URI to connect with: the full one from SEGTUNE_TRACKING_URI when it masks to `masked`.
+
+    An http password goes to MLflow as MLFLOW_TRACKING_USERNAME/PASSWORD, not in the URL, so MLflow's
+    own error messages, which quote the URL, carry no password.
+    """
+    full = os.environ.get(TRACKING_URI_VARIABLE, "")
+    uri = full if full and mask_password(full) == masked else masked
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") or not parts.password:
+        return uri  # not rebuilt: urlunsplit would turn sqlite:////abs into sqlite://abs
+    os.environ["MLFLOW_TRACKING_USERNAME"] = unquote(parts.username)
+    if parts.password != MASK:  # else a password the user set in MLFLOW_TRACKING_PASSWORD
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = unquote(parts.password)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def without_secret(text: str) -> str:
+    """Text (an error message) with the tracking password, if any, masked."""
+    secret = urlsplit(os.environ.get(TRACKING_URI_VARIABLE, "")).password
+    return text.replace(secret, MASK) if secret else text
 
 
 def _tolerant(method):
@@ -38,7 +87,8 @@ def _tolerant(method):
             return method(self, *args, **kwargs)
         except Exception as error:  # noqa: BLE001 - any tracking failure is non-fatal by design
             if not self.failed:
-                warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({str(error).splitlines()[0][:300]}); "
+                reason = without_secret(str(error).splitlines()[0][:300])
+                warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({reason}); "
                               "logging is off from here, the work goes on and results stay in the experiment "
                               "folder (`segtune mlflow EXPERIMENT` logs them later)")
             self.failed = True
@@ -49,7 +99,8 @@ class Tracker:
     """Parent and child runs of one search in one MLflow experiment."""
 
     def __init__(self, tracking_uri: str, experiment: str):
-        self.tracking_uri, self.failed, self._client = tracking_uri, False, None
+        # only the masked URI is kept: Ray pickles the tracker (in the Tune callback) into the experiment folder
+        self.tracking_uri, self.failed, self._client = hide_password(tracking_uri), False, None
         self.experiment_id: str | None = None
         self.parent_id: str | None = None
         self._children: dict[str, str] = {}
@@ -63,7 +114,7 @@ class Tracker:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = MlflowClient(store_uri(self.tracking_uri))
         return self._client
 
     def __getstate__(self):

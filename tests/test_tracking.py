@@ -1,9 +1,13 @@
 """The MLflow tracker: parameter names MLflow refuses are mapped, stage runs nest under the parent."""
 
+import os
+import pickle
+
+import pytest
 from mlflow.tracking import MlflowClient
 
 from segtune import names
-from segtune.tracking import PARENT_TAG, Tracker
+from segtune.tracking import PARENT_TAG, TRACKING_URI_VARIABLE, Tracker, mask_password, store_uri
 
 
 def test_branch_parameters_are_logged_under_names_mlflow_accepts(tmp_path):
@@ -26,3 +30,18 @@ def test_a_stage_run_is_a_tagged_child_of_the_parent_and_skips_non_finite_metric
     assert run.data.tags[PARENT_TAG] == parent and run.data.tags[names.TAG_KIND] == "ensemble"
     assert run.data.metrics == {"mean_test_miou": 0.5}
     assert run.info.status == "FINISHED" and not tracker.failed
+
+
+def test_a_password_in_the_tracking_uri_is_masked_in_messages_and_pickles_and_sent_as_basic_auth(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    for variable in (TRACKING_URI_VARIABLE, "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.setenv(variable, "")  # recorded, so the values the tracker sets are undone after the test
+        monkeypatch.delenv(variable)
+    with pytest.warns(UserWarning) as warned:  # nothing listens on the discard port: the tracker goes offline
+        tracker = Tracker("http://ann:s3cret@127.0.0.1:9", "t")
+    assert tracker.failed and "http://ann:***@127.0.0.1:9" in str(warned[0].message)
+    assert "s3cret" not in str(warned[0].message) and b"s3cret" not in pickle.dumps(tracker)  # Ray pickles it
+    assert store_uri(tracker.tracking_uri) == "http://127.0.0.1:9"  # MLflow's errors quote this URL
+    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("ann", "s3cret")
+    assert mask_password("postgresql://ann:s3cret@db.host/runs") == "postgresql://ann:***@db.host/runs"
+    assert store_uri("postgresql://ann:***@db.host/runs") == "postgresql://ann:***@db.host/runs"  # none kept for it

@@ -32,18 +32,28 @@ def test_replay_logs_a_finished_search_like_live_logging(finished_search, tmp_pa
         replay_main([str(experiment), "--tracking-uri", uri])
 
 
-def test_search_with_mlflow_unreachable_completes_warns_once_and_is_logged_later(tmp_path):
+def test_search_with_mlflow_unreachable_completes_warns_once_and_is_logged_later(tmp_path, capsys):
+    # a password in the tracking URI is masked everywhere: output, experiment folder (Ray's pickles too), MLflow
+    secret, uri = "s3cret-pw", UNREACHABLE.replace("//", "//segtune:s3cret-pw@")
+    masked = uri.replace(secret, "***")
     env = {**os.environ, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
     done = subprocess.run([sys.executable, str(ROOT / "search" / "run.py"), "--smoke-test", "--name", "offline",
-                           "--storage-path", str(tmp_path), "--tracking-uri", UNREACHABLE],
+                           "--storage-path", str(tmp_path), "--tracking-uri", uri],
                           env=env, capture_output=True, text=True, cwd=tmp_path, timeout=400)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-3000:]
-    assert output.count(f"MLflow logging to {UNREACHABLE} failed") == 1
+    assert output.count(f"MLflow logging to {masked} failed") == 1
     assert "could not be reached during the search" in output and "segtune mlflow" in output
     experiment = tmp_path / "offline"
     assert len((experiment / "segtune" / "leaderboard.csv").read_text().strip().splitlines()) == 1 + 4
-    uri = f"sqlite:///{tmp_path}/later.db"
-    assert replay_main([str(experiment), "--tracking-uri", uri]) == 0
-    _, runs, parents, children = logged_runs(uri)
+    saved = [p for p in experiment.rglob("*") if p.is_file()]
+    assert any(p.name.startswith("experiment_state") for p in saved) and any(p.suffix == ".pkl" for p in saved)
+    assert [p for p in saved if secret.encode() in p.read_bytes()] == [] and secret not in output
+    with pytest.raises(SystemExit, match="logging to http://segtune:\\*\\*\\*@") as refused:  # the saved store, still down
+        replay_main([str(experiment)])
+    assert secret not in str(refused.value) + "".join(map(str, capsys.readouterr()))
+    later = f"sqlite:///{tmp_path}/later.db"
+    assert replay_main([str(experiment), "--tracking-uri", later]) == 0
+    _, runs, parents, children = logged_runs(later)
     assert len(parents) == 1 and len(children) == 4 and not [r for r in runs if r.info.status == "RUNNING"]
+    assert parents[0].data.params["tracking_uri"] == masked and secret.encode() not in (tmp_path / "later.db").read_bytes()
