@@ -11,6 +11,7 @@ checked here against the AWS provider's keys and EC2 RunInstances' parameters.
 """
 
 import copy
+import json
 import re
 from pathlib import Path
 
@@ -150,9 +151,33 @@ def test_nothing_listens_beyond_localhost_and_ssh(text, config):
     head_start = " ".join(" ".join(config["head_start_ray_commands"]).split())
     assert "--dashboard-host=127.0.0.1" in head_start
     assert "0.0.0.0" not in text
-    # No extra security-group rules: Ray's default group opens SSH and intra-cluster traffic only.
-    assert "security_group" not in config["provider"]
+
+
+def test_ssh_is_open_only_to_the_users_own_address(config, text):
+    group = ray_validate(config)["provider"]["security_group"]
+    assert group["GroupName"] == "segtune-ssh"
+    [ssh] = group["IpPermissions"]  # nothing but SSH is opened to the outside
+    assert (ssh["IpProtocol"], ssh["FromPort"], ssh["ToPort"]) == ("tcp", 22, 22)
+    assert [r["CidrIp"] for r in ssh["IpRanges"]] == ["YOUR.IP.ADDR.ESS/32"]  # a placeholder the user must replace
+    assert "Ipv6Ranges" not in ssh and "0.0.0.0/0" not in str(group)
+    # every node in that group: none gets a SecurityGroupIds of its own (Ray's wide-open default)
     assert all("SecurityGroupIds" not in t["node_config"] for t in config["available_node_types"].values())
+    readme = (ROOT / "README.md").read_text()
+    assert "--group-name segtune-ssh" in readme and "--cidr YOUR.IP.ADDR.ESS/32" in readme
+
+
+def test_workers_may_reach_the_bucket_and_nothing_else(config):
+    for name, node_type in worker_types(config).items():
+        profile = node_type["node_config"]["IamInstanceProfile"]
+        assert profile == {"Name": "segtune-worker"}, name  # not ray-autoscaler-v1 (all of EC2 and S3)
+    head = config["available_node_types"][config["head_node_type"]]["node_config"]
+    assert "IamInstanceProfile" not in head  # the head: Ray's autoscaler profile, which launches the workers
+    policy = json.loads(re.search(r"```json\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1))
+    actions = {a for statement in policy["Statement"] for a in statement["Action"]}
+    resources = {r for statement in policy["Statement"] for r in statement["Resource"]}
+    assert actions <= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload", "s3:ListBucket",
+                       "s3:GetBucketLocation"}
+    assert resources == {"arn:aws:s3:::YOUR-BUCKET", "arn:aws:s3:::YOUR-BUCKET/*"}
 
 
 def test_ray_token_auth_on_every_node(config):
@@ -204,8 +229,6 @@ def test_cluster_search_config_fits_the_cluster(config):
     assert cfg.tracking_uri == "http://127.0.0.1:5000"
     # Trials write to a bucket that every node reaches through its instance profile (no keys on nodes).
     assert experiment_paths(cfg.storage_path, "x").uri.startswith("s3://")
-    for name, node_type in worker_types(config).items():
-        assert node_type["node_config"]["IamInstanceProfile"] == {"Name": "ray-autoscaler-v1"}, name
     # Trials pack whole onto a GPU worker: 1/gpus_per_trial trials, each with its CPUs.
     gpu_worker = next(t for t in worker_types(config).values() if t["resources"].get("GPU", 0) > 0)
     per_gpu = round(1 / cfg.gpus_per_trial)
