@@ -18,7 +18,7 @@ from ensembles.report import format_table, plot_class_iou, plot_test_predictions
 from search.config import SearchConfig
 from segtune.data import SegmentationData
 from segtune.paths import ExperimentPaths
-from segtune.tracking import Tracker
+from segtune.tracking import Tracker, store_uri
 from trainables import load_model
 from trainables.config import TrialConfig
 from trainables.model import PAD_MULTIPLE
@@ -117,7 +117,7 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
         tracker.log_artifact(str(file), "plots" if file.suffix == ".png" else None, run_id=run_id)
     try:
         from ensembles.mlflow_model import log_bundle_model
-        uri = log_bundle_model(bundle, tracker.tracking_uri, run_id, register_name)
+        uri = log_bundle_model(bundle, store_uri(tracker.tracking_uri), run_id, register_name)  # a password unmasked
         print(f"MLflow model: {uri}" + (f" (registered as {register_name})" if register_name else ""))
     except Exception as error:  # noqa: BLE001 - the bundle on disk is the product; MLflow is a copy
         print(f"warning: logging the MLflow model failed ({error}); the bundle is at {bundle}")

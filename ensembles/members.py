@@ -11,6 +11,7 @@ from search.experiment import load_results, open_experiment
 from search.report import leaderboard_rows
 from segtune.paths import ExperimentPaths, is_remote
 from segtune.storage import local_checkpoint
+from segtune.tracking import hide_password, store_uri, without_secret
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 """What an MLflow run id looks like; anything else is taken for an experiment folder."""
@@ -34,17 +35,18 @@ def resolve_experiment(source: str, tracking_uri: str | None = None) -> Experime
     """
     if is_remote(source) or Path(source).expanduser().exists() or tracking_uri is None:
         return open_experiment(source)
+    shown = hide_password(tracking_uri)  # messages carry no password
     database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
     if not RUN_ID.fullmatch(source) or (database is not None and not Path(database).is_file()):
         raise FileNotFoundError(f"{source} is neither an experiment folder (no such folder) nor the id of a run in "
-                                f"{tracking_uri}; pass the folder `segtune search` printed or its parent run id")
+                                f"{shown}; pass the folder `segtune search` printed or its parent run id")
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     try:
-        params = MlflowClient(tracking_uri).get_run(source).data.params
+        params = MlflowClient(store_uri(shown)).get_run(source).data.params
     except MlflowException as error:
-        raise FileNotFoundError(f"{source} is neither an experiment folder nor a run in {tracking_uri} "
-                                f"({str(error).splitlines()[0]})") from None
+        raise FileNotFoundError(f"{source} is neither an experiment folder nor a run in {shown} "
+                                f"({without_secret(str(error).splitlines()[0])})") from None
     if "storage_path" not in params or "name" not in params:
         raise ValueError(f"MLflow run {source} is not a segtune search's parent run (no storage_path/name params)")
     storage_path = params["storage_path"]
