@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from segtune.data import SegmentationData, normalisation_stats
 from search.config import SearchConfig
-from trainables.class_weights import pixel_counts
+from segtune.class_weights import pixel_counts
+from segtune.data import SegmentationData, normalisation_stats
 
 INTERNAL_IGNORE = 255
 """Padding label when a dataset labels every pixel: no class uses it, every loss skips it."""

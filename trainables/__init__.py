@@ -1,7 +1,6 @@
 """Train one trial: TrialConfig, model factory, losses, the epoch loop and the Ray trainable.
 
-Names are imported on first use, so that `trainables.class_weights` (pure numpy, used by
-`segtune inspect`) can be imported without loading torch, smp and Ray.
+Names are imported on first use, so that importing the package alone does not load torch, smp and Ray.
 """
 
 import importlib

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from trainables.class_weights import WEIGHTING_SCHEMES
+from segtune.class_weights import WEIGHTING_SCHEMES
 from trainables.losses import LOSS_NAMES
 
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer", "Linknet", "MAnet")

@@ -19,10 +19,10 @@ from ray import tune
 from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from segtune import names
-from segtune.names import CHECKPOINT_FILE
+from segtune.class_weights import class_weights, pixel_counts
 from segtune.data import CropDataset, SegmentationData, WholeImageDataset
+from segtune.names import CHECKPOINT_FILE
 from trainables.augment import build_augmenter, rarest_class
-from trainables.class_weights import class_weights, pixel_counts
 from trainables.config import TrialConfig
 from trainables.device import Compute, trial_compute
 from trainables.loop import evaluate, train_epoch

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 
+from segtune.class_weights import WEIGHTING_SCHEMES, class_weights
 from segtune.data import SegmentationData, make_splits
 from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, identical_mask_groups, listed_twice,
                                         near_duplicate_groups, propose_exclusions, split_leakage)
@@ -16,7 +17,6 @@ from segtune.inspect.geometry import depth_fit, tiling_plans
 from segtune.inspect.hashing import perceptual_hash
 from segtune.inspect.statistics import (ImageTable, class_shares, find_outliers, images_per_class, measure_images,
                                         rare_classes)
-from trainables.class_weights import WEIGHTING_SCHEMES, class_weights
 
 OUTLIER_Z = 3.5
 """Robust z-score beyond which an image's statistic counts as an outlier (Iglewicz & Hoaglin)."""
