@@ -31,6 +31,7 @@ import onnxruntime
 import torch
 
 from ensembles.combine import EnsembleModule
+from segtune.tiling import TILE_MULTIPLE
 
 FORMAT_VERSION = 2
 """Raised when the folder layout or manifest keys change; load_bundle refuses newer bundles.
@@ -40,7 +41,6 @@ MODEL_FILES = {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
 REQUIRED_KEYS = ("classes", "palette", "in_channels", "mean", "std", "tile", "overlap", "input_scale", "members",
                  "combiner", "scores")
 """What export_bundle must be given; it adds format_version, segtune_version, files and sha256."""
-TILE_MULTIPLE = 32
 EXPORT_TOLERANCE = 1e-3
 """Largest probability difference between an exported network and the eager module at export time."""
 ONNX_OPSET = 17

@@ -24,8 +24,7 @@ from tqdm import tqdm
 
 from ensembles.bundle import MODEL_FILES, BundleError, load_bundle
 from segtune.data.decode import decode_image
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+from segtune.data.readers import IMAGE_SUFFIXES
 
 
 def predict_image(bundle, image: np.ndarray, batch_size: int = 4) -> np.ndarray:

@@ -17,9 +17,8 @@ from ensembles.fit import CANDIDATES
 from ensembles.members import resolve_experiment, top_members
 from search.experiment import load_experiment_data
 from segtune import storage
+from segtune.names import DEFAULT_TRACKING_URI
 from segtune.tracking import Tracker
-
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def build_parser() -> argparse.ArgumentParser:

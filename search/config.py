@@ -13,7 +13,9 @@ from pathlib import Path
 
 import yaml
 
+from segtune.names import DEFAULT_TRACKING_URI
 from segtune.paths import is_remote
+from segtune.tiling import TILE_MULTIPLE
 from spaces import SPACES
 
 
@@ -84,7 +86,7 @@ class SearchConfig:
     """Experiment name: the results folder under storage_path and the MLflow parent run; null makes segtune-<space>-<time>."""
     storage_path: str = "segtune_results"
     """Where trials and checkpoints go: a folder, a shared path every node mounts, or s3://bucket/prefix."""
-    tracking_uri: str = "sqlite:///mlflow.db"
+    tracking_uri: str = DEFAULT_TRACKING_URI
     """MLflow tracking URI: a local database by default, or http://host:5000."""
     mlflow_experiment: str = "segtune"
     """MLflow experiment holding the search's parent run."""
@@ -113,10 +115,10 @@ class SearchConfig:
         need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
         need(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
         need(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1, "val_fraction/test_fraction", "must be in [0, 1)")
-        need(min(self.crop) >= 32 and all(c % 32 == 0 for c in self.crop), "crop",
-             f"{self.crop} must be [H, W], each a multiple of 32")
-        need(self.resize is None or min(self.resize) >= 32, "resize",
-             f"{list(self.resize or [])} must be [H, W] of at least 32 pixels each, or null to keep the original size")
+        need(min(self.crop) >= TILE_MULTIPLE and all(c % TILE_MULTIPLE == 0 for c in self.crop), "crop",
+             f"{self.crop} must be [H, W], each a multiple of {TILE_MULTIPLE}")
+        need(self.resize is None or min(self.resize) >= TILE_MULTIPLE, "resize", f"{list(self.resize or [])} must be "
+             f"[H, W] of at least {TILE_MULTIPLE} pixels each, or null to keep the original size")
         need(self.gpus_per_trial == 0 or self.gpus_per_trial > 0 and (1 / self.gpus_per_trial).is_integer()
              or self.gpus_per_trial >= 1,
              "gpus_per_trial", "use a fraction whose inverse is a whole number (0.5, 0.25) so trials pack evenly")

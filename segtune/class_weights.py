@@ -12,9 +12,11 @@ from __future__ import annotations
 import numpy as np
 
 WEIGHTING_SCHEMES = ("none", "inverse_frequency", "log_inverse_frequency", "median_frequency", "effective_number")
+CLASS_WEIGHT_CAP = 10.0
+"""Default largest class weight (a trial's class_weight_cap, the per-image weighted loss's cap, inspect's table)."""
 
 
-def class_weights(pixel_counts, scheme: str, cap: float = 10.0, beta: float = 0.9999) -> list[float]:
+def class_weights(pixel_counts, scheme: str, cap: float = CLASS_WEIGHT_CAP, beta: float = 0.9999) -> list[float]:
     """Weights for `scheme`; a KeyError lists the valid schemes."""
     counts = np.asarray(pixel_counts, dtype=np.float64)
     present = counts > 0
@@ -37,7 +39,7 @@ def class_weights(pixel_counts, scheme: str, cap: float = 10.0, beta: float = 0.
     return np.minimum(raw, cap).round(6).tolist()
 
 
-def median_frequency_weights(pixel_counts, cap: float = 10.0) -> list[float]:
+def median_frequency_weights(pixel_counts, cap: float = CLASS_WEIGHT_CAP) -> list[float]:
     return class_weights(pixel_counts, "median_frequency", cap)
 
 

@@ -1,4 +1,4 @@
-"""Metric and tag names shared by the trainable, the scheduler, MLflow and ensembles.
+"""Names shared by the trainable, the spaces, the scheduler, MLflow and ensembles: metrics, tags, losses.
 
 Import these constants instead of spelling the strings, so a name cannot drift between stages.
 """
@@ -23,6 +23,12 @@ EARLY_STOPPED = "early_stopped"
 
 NODE_ID = "node_id"
 """The Ray node a trial's epoch ran on (reported with every epoch; on a cluster it shows where trials went)."""
+
+LOSS_NAMES = ("cross_entropy", "weighted_cross_entropy", "per_image_weighted_cross_entropy", "focal", "dice",
+              "tversky", "focal_tversky", "jaccard", "lovasz", "cross_entropy_dice")
+"""Every loss the trainable builds (trainables/losses.py) and a space may sample."""
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+"""MLflow store of `segtune search` and `segtune ensemble` when none is given: a database in the working folder."""
 
 OBJECTIVE = VAL_MIOU
 OBJECTIVE_MODE = "max"

@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
+from segtune.names import LOSS_NAMES
 from spaces.parts import (ARCHITECTURES, ENCODER_FAMILIES, LIGHT_ENCODERS, suggest_augmentation, suggest_imbalance,
                           suggest_loss, suggest_model, suggest_optimisation)
 
-ALL_LOSSES = ("cross_entropy", "weighted_cross_entropy", "per_image_weighted_cross_entropy", "focal", "dice",
-              "tversky", "focal_tversky", "jaccard", "lovasz", "cross_entropy_dice")
 ALL_ENCODERS = tuple(e for family in ENCODER_FAMILIES.values() for e in family)
 
 
@@ -41,7 +40,7 @@ def terrain_space(trial) -> dict:
 
 def generic_space(trial) -> dict:
     fixed = suggest_model(trial, ARCHITECTURES, ALL_ENCODERS, depths=(3, 5))
-    suggest_loss(trial, ALL_LOSSES, warmup_epochs=(0, 1, 2))
+    suggest_loss(trial, LOSS_NAMES, warmup_epochs=(0, 1, 2))
     suggest_imbalance(trial)
     suggest_optimisation(trial)
     suggest_augmentation(trial)

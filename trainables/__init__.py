@@ -5,7 +5,7 @@ Names are imported on first use, so that importing the package alone does not lo
 
 import importlib
 
-_HOMES = {"TrialConfig": "trainables.config", "LOSS_NAMES": "trainables.losses", "build_loss": "trainables.losses",
+_HOMES = {"TrialConfig": "trainables.config", "LOSS_NAMES": "segtune.names", "build_loss": "trainables.losses",
           "build_model": "trainables.model", "predict_logits": "trainables.model", "load_model": "trainables.trainable",
           "run_trial": "trainables.trainable", "train_segmentation": "trainables.trainable"}
 

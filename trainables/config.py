@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from segtune.class_weights import WEIGHTING_SCHEMES
-from trainables.losses import LOSS_NAMES
+from segtune.class_weights import CLASS_WEIGHT_CAP, WEIGHTING_SCHEMES
+from segtune.names import LOSS_NAMES
 
 ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer", "Linknet", "MAnet")
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
@@ -54,7 +54,7 @@ class TrialConfig:
     # class imbalance
     class_weighting: str = "none"
     """Class weights for weighted losses: none | inverse_frequency | log_inverse_frequency | median_frequency | effective_number."""
-    class_weight_cap: float = 10.0
+    class_weight_cap: float = CLASS_WEIGHT_CAP
     """Upper bound of any class weight (also of per-image weights)."""
     class_pixel_counts: tuple[int, ...] | None = None
     """Training-split pixel count per class, from which class weights are derived."""

@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from segmentation_models_pytorch.losses import LovaszLoss
 
+from segtune.class_weights import CLASS_WEIGHT_CAP
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-LOSS_NAMES = ("cross_entropy", "weighted_cross_entropy", "per_image_weighted_cross_entropy", "focal", "dice",
-              "tversky", "focal_tversky", "jaccard", "lovasz", "cross_entropy_dice")
 
 
 def cross_entropy(logits, target, ignore_index: int, class_weights: torch.Tensor | None = None):
@@ -80,8 +80,8 @@ def jaccard(logits, target, ignore_index: int, eps: float = 1e-7):
 
 def build_loss(name: str, ignore_index: int, class_weights: list[float] | None = None, *,
                tversky_alpha: float = 0.7, tversky_beta: float = 0.3, focal_gamma: float = 2.0,
-               dice_weight: float = 1.0, weight_cap: float = 10.0) -> LossFn:
-    """The loss called `name`; a KeyError lists the valid names."""
+               dice_weight: float = 1.0, weight_cap: float = CLASS_WEIGHT_CAP) -> LossFn:
+    """The loss called `name` (one of segtune.names.LOSS_NAMES); a KeyError lists the valid names."""
     weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
     lovasz = LovaszLoss("multiclass", per_image=False, ignore_index=ignore_index)
     registry: dict[str, LossFn] = {

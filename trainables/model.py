@@ -9,6 +9,7 @@ import segmentation_models_pytorch as smp
 import torch
 import torch.nn.functional as F
 
+from segtune.tiling import TILE_MULTIPLE
 from trainables.config import TrialConfig
 
 _LIST_DECODERS = {"Unet", "UnetPlusPlus", "MAnet"}
@@ -16,8 +17,6 @@ _INTERPOLATING = {"Unet", "UnetPlusPlus", "MAnet", "FPN"}
 _ATTENTION = {"Unet", "UnetPlusPlus"}
 _NO_DILATION = ("densenet", "vgg", "tu-densenet", "tu-vgg")
 """Encoder families DeepLabV3Plus cannot dilate (smp refuses them)."""
-PAD_MULTIPLE = 32
-"""Inputs are padded to a multiple of 32: enough for every architecture at depth <= 5."""
 
 
 def is_valid_combination(architecture: str, encoder: str, depth: int) -> bool:
@@ -91,7 +90,7 @@ def load_encoder_weights(model: torch.nn.Module, path: str) -> None:
 def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Logits for images of any size: reflect-pad to a multiple of 32, predict, crop back."""
     height, width = images.shape[-2:]
-    pad_h, pad_w = -height % PAD_MULTIPLE, -width % PAD_MULTIPLE
+    pad_h, pad_w = -height % TILE_MULTIPLE, -width % TILE_MULTIPLE
     # reflection needs the image larger than the padding: an image of 16 px or less is edge-padded instead
     mode = "reflect" if pad_h < height and pad_w < width else "replicate"
     padded = F.pad(images, (0, pad_w, 0, pad_h), mode=mode) if pad_h or pad_w else images

@@ -22,7 +22,8 @@ from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mas
 from segtune.data.segmentation_data import SegmentationData, default_palette
 from segtune.data.synthetic import make_synthetic
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+"""Image files readers and `segtune predict` read (any case)."""
 SPLIT_FILES = ("train", "val", "test")
 
 

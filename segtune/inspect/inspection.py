@@ -22,11 +22,13 @@ OUTLIER_Z = 3.5
 """Robust z-score beyond which an image's statistic counts as an outlier (Iglewicz & Hoaglin)."""
 EXCLUDE_Z_FACTOR = 2.0
 """A grey-level outlier is proposed for exclusion only beyond EXCLUDE_Z_FACTOR * outlier_z."""
+DEFAULT_CROP = (256, 256)
+"""Training crop (H, W) the tiling plan is drawn for when --crop is not given."""
 CARVE = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
 """How splits missing from the dataset are carved for the per-split report (segtune search's defaults)."""
 
 
-def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=(256, 256),
+def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP,
                     hash_threshold: int = DEFAULT_HASH_THRESHOLD, outlier_z: float = OUTLIER_Z) -> dict:
     """Everything the report says about `data`, as a JSON-ready dict."""
     table = measure_images(data)

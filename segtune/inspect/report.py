@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from segtune.class_weights import CLASS_WEIGHT_CAP
 from segtune.inspect.hashing import HASH_BITS
 
 SHOWN = 8
@@ -71,7 +72,7 @@ def _splits(r: dict) -> str:
 def _weights(r: dict) -> str:
     schemes = list(r["class_weights"])
     width = max(len(c) for c in r["classes"])
-    lines = ["Suggested class weights (class_weighting options, cap 10; from all images here - "
+    lines = [f"Suggested class weights (class_weighting options, cap {CLASS_WEIGHT_CAP:g}; from all images here - "
              "a search derives them from its training split)",
              f"  {'class':<{width}}  " + "  ".join(f"{s:>21}" for s in schemes)]
     for c, name in enumerate(r["classes"]):

@@ -19,7 +19,7 @@ from pathlib import Path
 from segtune.data import DataError, load_dataset
 from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD
 from segtune.inspect.hashing import HASH_BITS
-from segtune.inspect.inspection import OUTLIER_Z, inspect_dataset
+from segtune.inspect.inspection import DEFAULT_CROP, OUTLIER_Z, inspect_dataset
 from segtune.inspect.outputs import dataset_name, write_outputs
 from segtune.inspect.report import format_report
 
@@ -55,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="mask value that is not a class; 'none' if every pixel is labelled (default 255)")
     parser.add_argument("--resize", type=_size, help="resize images to HxW when read, as the search would")
     parser.add_argument("--depth", type=int, default=5, help="encoder depth: sizes must divide by 2**depth (default 5)")
-    parser.add_argument("--crop", type=_size, default=(256, 256),
-                        help="training crop HxW for the tiling plan (default 256x256)")
+    parser.add_argument("--crop", type=_size, default=DEFAULT_CROP,
+                        help=f"training crop HxW for the tiling plan (default {DEFAULT_CROP[0]}x{DEFAULT_CROP[1]})")
     parser.add_argument("--hash-threshold", type=int, default=DEFAULT_HASH_THRESHOLD,
                         help=f"largest perceptual-hash distance (of {HASH_BITS} bits) between near-duplicates "
                              f"(default {DEFAULT_HASH_THRESHOLD})")

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from trainables.losses import LOSS_NAMES, build_loss, dice_loss
+from segtune.names import LOSS_NAMES
+from trainables.losses import build_loss, dice_loss
 
 IGNORE = 255
 
