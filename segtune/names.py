@@ -24,6 +24,8 @@ EARLY_STOPPED = "early_stopped"
 NODE_ID = "node_id"
 """The Ray node a trial's epoch ran on (reported with every epoch; on a cluster it shows where trials went)."""
 
+ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer")
+"""The smp architectures a trial accepts (trainables/config.py) and the generic space samples."""
 LOSS_NAMES = ("cross_entropy", "weighted_cross_entropy", "per_image_weighted_cross_entropy", "focal", "dice",
               "tversky", "focal_tversky", "jaccard", "lovasz", "cross_entropy_dice")
 """Every loss the trainable builds (trainables/losses.py) and a space may sample."""

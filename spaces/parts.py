@@ -7,9 +7,9 @@ name; the trainable maps `encoder@dilatable` back to `encoder`.
 
 from __future__ import annotations
 
+from segtune.names import ARCHITECTURES
 from trainables.model import attention_builds, is_valid_combination
 
-ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer")
 ENCODER_FAMILIES = {
     "resnet": ("resnet18", "resnet34", "tu-resnet18"),
     "densenet": ("densenet121",),

@@ -6,9 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 
 from segtune.class_weights import CLASS_WEIGHT_CAP, WEIGHTING_SCHEMES
-from segtune.names import LOSS_NAMES
+from segtune.names import ARCHITECTURES, LOSS_NAMES
 
-ARCHITECTURES = ("Unet", "UnetPlusPlus", "FPN", "DeepLabV3Plus", "Segformer", "Linknet", "MAnet")
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
 SCHEDULERS = ("none", "plateau", "exponential", "cosine")
 INTERPOLATIONS = ("nearest", "bilinear")
@@ -27,7 +26,7 @@ class TrialConfig:
     encoder_weights: str | None = None
     """None (random init, offline) or a path to a local state-dict file for the encoder."""
     decoder_interpolation: str = "nearest"
-    """Decoder upsampling, nearest or bilinear (Unet, UnetPlusPlus, MAnet, FPN)."""
+    """Decoder upsampling, nearest or bilinear (Unet, UnetPlusPlus, FPN)."""
     decoder_attention: bool = False
     """scSE attention in the decoder blocks (Unet, UnetPlusPlus)."""
     head_dropout: float = 0.0

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from segtune.tiling import TILE_MULTIPLE
 from trainables.config import TrialConfig
 
-_LIST_DECODERS = {"Unet", "UnetPlusPlus", "MAnet"}
-_INTERPOLATING = {"Unet", "UnetPlusPlus", "MAnet", "FPN"}
+_LIST_DECODERS = {"Unet", "UnetPlusPlus"}
+_INTERPOLATING = {"Unet", "UnetPlusPlus", "FPN"}
 _ATTENTION = {"Unet", "UnetPlusPlus"}
 _NO_DILATION = ("densenet", "vgg", "tu-densenet", "tu-vgg")
 """Encoder families DeepLabV3Plus cannot dilate (smp refuses them)."""

@@ -37,6 +37,12 @@ def test_from_dict_refuses_unknown_keys_and_names_bad_options():
         TrialConfig(encoder_depth=4, crop=(40, 40))
 
 
+@pytest.mark.parametrize("architecture", ["Linknet", "MAnet"])
+def test_architectures_no_space_samples_are_refused_naming_the_accepted_ones(architecture):
+    with pytest.raises(ValueError, match=f"architecture '{architecture}' not in .*'Unet', 'UnetPlusPlus', 'FPN'"):
+        TrialConfig(architecture=architecture)
+
+
 def test_trial_reports_every_epoch_with_all_metrics(data_and_splits):
     data, splits = data_and_splits
     reports = run(tiny_config(), data, splits)
