@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from unittest import mock
@@ -48,7 +49,9 @@ class SearchOutcome:
         return self.leaderboard[0] if self.leaderboard else None
 
 
-def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
+def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = train_segmentation) -> SearchOutcome:
+    """`trainable` is what each trial runs, called by Ray Tune as trainable(config, data=, splits=, fixed=);
+    searches use train_segmentation, the driver's tests a dummy that reports made-up scores (tests/fakes.py)."""
     cfg = replace(cfg, name=cfg.name or (latest_experiment(cfg.storage_path) if resume else _timestamped(cfg.space)),
                   tracking_uri=hide_password(cfg.tracking_uri))
     paths = storage.pull(experiment_paths(cfg.storage_path, cfg.name))
@@ -71,10 +74,11 @@ def run_search(cfg: SearchConfig, resume: bool = False) -> SearchOutcome:
     storage.push(paths)
     if excluded:
         tracker.log_artifact(str(paths.exclusions))
-    trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
-                                    {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    trial_function = tune.with_resources(tune.with_parameters(trainable, data=data, splits=splits, fixed=fixed),
+                                         {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     try:
-        tuner = _restore_tuner(paths, trainable) if resume else _build_tuner(cfg, paths, trainable, tracker, fixed, space)
+        tuner = (_restore_tuner(paths, trial_function) if resume
+                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space))
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()

@@ -123,12 +123,16 @@ def write_index_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), chann
     return root
 
 
-def write_colour_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), channels: int = 3) -> Path:
-    """images/img_XX.png and masks/img_XX.png as RGB colour masks (see COLOUR_MAP); no classes.json."""
+def write_colour_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), channels: int = 3,
+                        folders: tuple[str, str] = ("images", "masks")) -> Path:
+    """images/img_XX.png and masks/img_XX.png as RGB colour masks (see COLOUR_MAP); no classes.json.
+
+    folders: the two folders' names as a user's data may spell them, e.g. ("Images", "Masks").
+    """
     root = Path(root)
     for i in range(n):
-        write_png(root / "images" / f"{image_id(i)}.png", image_for(i, size, channels))
-        write_png(root / "masks" / f"{image_id(i)}.png", colour_mask(size))
+        write_png(root / folders[0] / f"{image_id(i)}.png", image_for(i, size, channels))
+        write_png(root / folders[1] / f"{image_id(i)}.png", colour_mask(size))
     return root
 
 
@@ -226,3 +230,44 @@ def write_png_claiming(path, width: int, height: int) -> Path:
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     path.write_bytes(bytes(data))
     return path
+
+
+# --------------------------------------------------------------------------- dummy trainable
+
+BROKEN_ENCODER = "tu-no_such_encoder"
+"""A trial given this encoder fails, as the real trainable does when timm has no such encoder."""
+
+
+def dummy_trainable():
+    """A stand-in for train_segmentation, for run_search(cfg, trainable=dummy_trainable()): no model, milliseconds.
+
+    Each epoch reports a made-up val mIoU that rises with the epoch towards a ceiling set by the config (lr near
+    1e-2 and the dice loss score best) and saves a checkpoint (epoch.json); it resumes from Tune's checkpoint.
+    Returned as a closure so Ray pickles it by value: the workers cannot import tests/.
+    """
+    def made_up_trial(config: dict, data, splits, fixed) -> None:
+        import json
+        import math
+        import tempfile
+        from pathlib import Path
+
+        from ray import tune
+
+        from segtune import names
+
+        if config["encoder"] == BROKEN_ENCODER:
+            raise ValueError(f"encoder {config['encoder']} not found")
+        ceiling = 0.9 - 0.4 * abs(math.log10(config["lr"] / 1e-2)) - 0.1 * (config["loss"] == "cross_entropy")
+        checkpoint = tune.get_checkpoint()
+        start = 1
+        if checkpoint is not None:
+            with checkpoint.as_directory() as folder:
+                start = json.loads((Path(folder) / "epoch.json").read_text())["epoch"] + 1
+        for epoch in range(start, fixed["max_epochs"] + 1):
+            miou = ceiling * (1 - 0.5 ** epoch)
+            with tempfile.TemporaryDirectory() as folder:
+                (Path(folder) / "epoch.json").write_text(json.dumps({"epoch": epoch}))
+                tune.report({names.EPOCH: epoch, names.VAL_MIOU: miou, names.BEST_VAL_MIOU: miou},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+    return made_up_trial

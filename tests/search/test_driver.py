@@ -1,16 +1,95 @@
-"""The driver's Ray start: an unreachable cluster leaves nothing behind; a local Ray listens on 127.0.0.1 only."""
+"""The driver's plumbing (searcher, ASHA -> Optuna hand-off, MLflow callback, leaderboard) run with a dummy
+trainable on the session's local Ray, in seconds; its Ray start: an unreachable cluster leaves nothing behind, a
+local Ray listens on 127.0.0.1 only."""
 
+import json
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import optuna
 import pytest
 import ray
 
+import search.report
+from fakes import BROKEN_ENCODER, dummy_trainable
+from mlflow_runs import assert_logged_like
+from search import load_config
+from search.run import SMOKE_TEST
 from search.run import main as search_main
+from searches import search_watching_tpe, smoke_space_with_a_broken_trial
+from segtune import names
+from spaces import SPACES
 
 FREE_PORT_TIMEOUT_S = 3
+DUMMY_STARTUP = 3
+
+
+@pytest.fixture(scope="module")
+def dummy_search(local_ray, tmp_path_factory):
+    """8 trials of up to 4 epochs, one at a time (so ASHA's decisions do not depend on timing); trial 1 fails."""
+    folder = tmp_path_factory.mktemp("dummy_search")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(SPACES, "smoke_broken", smoke_space_with_a_broken_trial)
+        # the dummy's checkpoints hold no model to draw predictions with (the real search's test draws them)
+        patch.setattr(search.report, "plot_predictions", lambda *args: None)
+        cfg = load_config(None, {**SMOKE_TEST, "space": "smoke_broken", "num_samples": 8, "max_epochs": 4,
+                                 "grace_period": 1, "n_startup_trials": DUMMY_STARTUP, "max_concurrent_trials": 1,
+                                 "name": "dummy", "storage_path": str(folder),
+                                 "tracking_uri": f"sqlite:///{folder}/mlflow.db"})
+        outcome, proposed_by_tpe = search_watching_tpe(cfg, trainable=dummy_trainable())
+    return cfg, outcome, proposed_by_tpe
+
+
+def test_the_driver_runs_every_trial_and_ranks_them_best_first(dummy_search):
+    cfg, outcome, _ = dummy_search
+    rows = outcome.leaderboard
+    assert len(rows) == cfg.num_samples
+    failed = [r for r in rows if r["outcome"] == "failed"]
+    assert len(failed) == 1 and f"encoder {BROKEN_ENCODER} not found" in failed[0]["error"] and rows[-1] in failed
+    scores = [r["val_miou"] for r in rows[:-1]]
+    assert scores == sorted(scores, reverse=True)
+    best_epoch = json.loads((Path(outcome.best["checkpoint"]) / "epoch.json").read_text())["epoch"]
+    assert best_epoch == outcome.best["epochs"]  # the dummy's scores rise: its best checkpoint is its last epoch
+    assert outcome.paths.config.is_file() and outcome.paths.splits.is_file()
+    assert outcome.paths.leaderboard.read_text().count("\n") == 1 + cfg.num_samples
+
+
+def test_tpe_proposes_after_its_startup_trials(dummy_search):
+    cfg, outcome, proposed_by_tpe = dummy_search
+    assert proposed_by_tpe and min(proposed_by_tpe) >= DUMMY_STARTUP
+    assert cfg.num_samples - 1 in proposed_by_tpe
+    assert len(outcome.searcher.study.trials) == cfg.num_samples
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned_with_their_last_score(dummy_search):
+    cfg, outcome, _ = dummy_search
+    by_lr = {trial.params["lr"]: trial for trial in outcome.searcher.study.trials}
+    states = {"stopped_early": optuna.trial.TrialState.PRUNED, "completed": optuna.trial.TrialState.COMPLETE,
+              "failed": optuna.trial.TrialState.FAIL}
+    assert {"stopped_early", "completed"} <= {r["outcome"] for r in outcome.leaderboard}
+    for row in outcome.leaderboard:
+        trial = by_lr[row["params"]["lr"]]
+        assert trial.state == states[row["outcome"]], row
+        if row["outcome"] == "stopped_early":  # its last epoch's score, below max_epochs
+            assert row["epochs"] < cfg.max_epochs and max(trial.intermediate_values) == row["epochs"]
+            assert trial.intermediate_values[row["epochs"]] == pytest.approx(row["val_miou"])
+        if row["outcome"] == "completed":
+            assert row["epochs"] == cfg.max_epochs and trial.value == pytest.approx(row["val_miou"])
+
+
+def test_mlflow_holds_the_parent_and_one_closed_child_per_trial_with_its_outcome(dummy_search):
+    cfg, outcome, _ = dummy_search
+    client, parents, by_trial = assert_logged_like(cfg.tracking_uri, outcome.leaderboard)
+    assert parents[0].info.run_id == outcome.parent_run_id and parents[0].info.status == "FINISHED"
+    for row in outcome.leaderboard:
+        run = by_trial[row["trial_id"]]
+        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row["outcome"]]
+        assert (BROKEN_ENCODER in run.data.tags.get(names.TAG_ERROR, "")) == (row["outcome"] == "failed")
+    artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
+    assert {"search_config.yaml", "splits.json", "leaderboard.csv", "plots"} <= artifacts
 
 
 def free_port() -> int:

@@ -258,7 +258,6 @@ def offline_search(cluster, tmp_path_factory):
     (records := folder / "records").mkdir()
     recording = recording_trainable(str(records))
     patch = pytest.MonkeyPatch()
-    patch.setattr(search.driver, "train_segmentation", recording)
     patch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     patch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
     cfg = load_config(None, {**SMOKE_TEST, "name": "offline", "storage_path": str(folder),
@@ -267,7 +266,7 @@ def offline_search(cluster, tmp_path_factory):
     try:
         with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(output):
             warnings.simplefilter("always")
-            outcome = run_search(cfg)
+            outcome = run_search(cfg, trainable=recording)
         # the parameter registry tune.with_parameters made for this search: it holds the refs it put
         registry = [hook.__self__ for hook in ray._private.worker._post_init_hooks
                     if isinstance(getattr(hook, "__self__", None), _ParameterRegistry)
