@@ -36,16 +36,20 @@ def index_mask_lossiness(mask: np.ndarray, valid: set[int]) -> str | None:
     return None
 
 
-def colour_mask_lossiness(unknown: np.ndarray, counts: np.ndarray, mapped: np.ndarray) -> str | None:
-    """Why off-map colours look like JPEG noise (unknown (N, 3) colours with pixel counts; mapped (M, 3)), or None."""
+def colour_mask_lossiness(unknown: np.ndarray, counts: np.ndarray, mapped: np.ndarray,
+                          unknown_as: str = "colours not in colour_map", mapped_as: str = "colour_map entries") -> str | None:
+    """Why off-map colours look like JPEG noise (unknown (N, 3) colours with pixel counts; mapped (M, 3)), or None.
+
+    segtune inspect, with no colour_map, passes a mask's few main colours as `mapped` (and says so in the *_as words).
+    """
     if len(unknown) < 8:
         return None
     distance = np.abs(unknown[:, None, :].astype(np.int32) - mapped[None].astype(np.int32)).max(2).min(1)
     near = counts[distance <= _NEAR_LEVELS].sum() / counts.sum()
     if near < 0.5:
         return None
-    return (f"looks JPEG-compressed ({len(unknown)} colours not in colour_map, {near:.0%} of those pixels within "
-            f"{_NEAR_LEVELS} levels of colour_map entries); {LOSSLESS_ADVICE}")
+    return (f"looks JPEG-compressed ({len(unknown)} {unknown_as}, {near:.0%} of those pixels within "
+            f"{_NEAR_LEVELS} levels of {mapped_as}); {LOSSLESS_ADVICE}")
 
 
 def _ramps(values: np.ndarray) -> int:

@@ -2,8 +2,10 @@
 
 - index folder: images/, masks/ (single-channel class indices), classes.json, optional splits/*.txt
 - colour folder: images/, masks/ (RGB colour masks) and a colour -> class map from the config
+  (without one: a single ColourMasksWithoutMap pointing at `segtune inspect`, which lists the colours)
 - NPZ: one (N, 2, H, W) array of image/mask pairs (grayscale)
 
+The folders images/, masks/ and splits/ are found whatever their case (Images/, MASKS/): dataset_folder.
 Images are decoded by segtune.data.decode (the same rules as `segtune predict`); masks must be lossless.
 """
 
@@ -17,7 +19,7 @@ from PIL import Image
 
 from segtune.data.classes import check_classes, read_classes
 from segtune.data.decode import decode_image, open_image
-from segtune.data.errors import DataError
+from segtune.data.errors import ColourMasksWithoutMap, DataError
 from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
 from segtune.data.segmentation_data import SegmentationData, default_palette
 from segtune.data.synthetic import make_synthetic
@@ -25,6 +27,8 @@ from segtune.data.synthetic import make_synthetic
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 """Image files readers and `segtune predict` read (any case)."""
 SPLIT_FILES = ("train", "val", "test")
+_COLOUR_MODES = {"RGB", "RGBA", "RGBX"}
+"""PIL modes of colour masks; palette ('P') masks are read as class indices unless a colour_map is set."""
 
 
 def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
@@ -77,15 +81,26 @@ def _check_colour_map(colour_map, num_classes, ignore_index, root) -> None:
                                                    f"(ignore index {ignore_index}): {bad[:5]}; use indices of the classes")])
 
 
+def dataset_folder(root: Path, name: str) -> Path:
+    """root/<name> whatever the case of its name (images/, Images/, IMAGES/); root/name when there is none."""
+    found = sorted(p for p in root.iterdir() if p.name.lower() == name and p.is_dir())
+    if len(found) > 1:
+        raise DataError(str(root), [(str(root), f"has {len(found)} folders named {name}/ "
+                                                f"({', '.join(p.name + '/' for p in found)}); keep only one")])
+    return found[0] if found else root / name
+
+
 def _read_folder(root, classes, colour_map, ignore_index, resize) -> SegmentationData:
-    image_dir, mask_dir = root / "images", root / "masks"
+    image_dir, mask_dir = dataset_folder(root, "images"), dataset_folder(root, "masks")
     problems = [(str(d), "folder missing") for d in (image_dir, mask_dir) if not d.is_dir()]
     if problems:
         raise DataError(str(root), problems)
+    image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)
+    if colour_map is None:
+        _refuse_colour_masks(root, mask_dir, mask_files)
     names, ignore_index, palette = read_classes(root, classes, colour_map, ignore_index)
     if colour_map is not None:
         _check_colour_map(colour_map, len(names), ignore_index, root)
-    image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)
     if not image_files:
         raise DataError(str(root), [(str(image_dir), "holds no images (png, jpg, tif, bmp)")])
     problems += [(str(image_files[s]), "missing mask: no file with this name in masks/") for s in image_files if s not in mask_files]
@@ -113,6 +128,22 @@ def _list_images(folder: Path, problems) -> dict[str, Path]:
                                         "so keep only one of the two"))
         files.setdefault(path.stem, path)
     return files
+
+
+def _refuse_colour_masks(root: Path, mask_dir: Path, mask_files: dict[str, Path]) -> None:
+    """Masks mostly RGB and no colour_map: one error pointing at `segtune inspect`, before any mask is decoded."""
+    colour = [path for path in mask_files.values() if _mode(path) in _COLOUR_MODES]
+    if 2 * len(colour) > len(mask_files):
+        raise ColourMasksWithoutMap(str(root), str(mask_dir), colour, len(mask_files))
+
+
+def _mode(path: Path) -> str | None:
+    """The PIL mode in a file's header (nothing decoded); None when unreadable (reported when the pair is read)."""
+    try:
+        with open_image(path) as picture:
+            return picture.mode
+    except (OSError, ValueError):
+        return None
 
 
 def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, resize, problems):
@@ -199,9 +230,9 @@ def _resize(image, mask, size):
 
 
 def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
-    splits = {}
+    splits, folder = {}, dataset_folder(root, "splits")
     for name in SPLIT_FILES:
-        path = root / "splits" / f"{name}.txt"
+        path = folder / f"{name}.txt"
         if path.exists():
             listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
             missing = [i for i in listed if i not in ids]

@@ -7,6 +7,8 @@
 Prints and saves (under --output) class shares overall and per split, suggested class weights,
 size checks for the network depth, a tiling plan, near-duplicate images, images sharing a mask,
 outliers, split leakage, and an editable exclusion list for `segtune search --exclude-file`.
+RGB colour masks given no --colour-map: lists their colours (share of pixels, images) and prints the
+--colour-map and YAML colour_map that read them; `segtune init DATA` writes a search config from all this.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import time
 from pathlib import Path
 
 from segtune.data import DataError, load_dataset
+from segtune.data.errors import ColourMasksWithoutMap
+from segtune.inspect.colours import count_colours, format_colours
 from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD
 from segtune.inspect.hashing import HASH_BITS
 from segtune.inspect.inspection import DEFAULT_CROP, OUTLIER_Z, inspect_dataset
@@ -24,7 +28,7 @@ from segtune.inspect.outputs import dataset_name, write_outputs
 from segtune.inspect.report import format_report
 
 
-def _size(text: str) -> tuple[int, int]:
+def size_argument(text: str) -> tuple[int, int]:
     """'256x192' or '256,192' -> (256, 192)"""
     parts = text.lower().replace("x", ",").split(",")
     if len(parts) != 2:
@@ -32,7 +36,7 @@ def _size(text: str) -> tuple[int, int]:
     return int(parts[0]), int(parts[1])
 
 
-def _colour_map(text: str) -> dict[str, int]:
+def colour_map_argument(text: str) -> dict[str, int]:
     """'255,255,255=1;216,67,82=2' -> {'255,255,255': 1, '216,67,82': 2}"""
     try:
         return {key.strip(): int(value) for key, value in (item.split("=") for item in text.split(";") if item)}
@@ -40,22 +44,28 @@ def _colour_map(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'R,G,B=class;R,G,B=class'") from None
 
 
-def _ignore_index(text: str) -> int | None:
+def ignore_index_argument(text: str) -> int | None:
     return None if text.lower() in ("none", "null") else int(text)
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """DATA and how to read it: the arguments `segtune inspect` and `segtune init` share."""
+    parser.add_argument("data", help="dataset folder (images/ + masks/), an .npz of (N, 2, H, W) pairs, or 'synthetic'")
+    parser.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
+                        help="class names in index order, when the data has no classes.json")
+    parser.add_argument("--colour-map", type=colour_map_argument,
+                        help="RGB colour masks: 'R,G,B=class;R,G,B=class' (without it their colours are listed)")
+    parser.add_argument("--ignore-index", type=ignore_index_argument, default=255,
+                        help="mask value that is not a class; 'none' if every pixel is labelled (default 255)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segtune inspect", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("data", help="dataset folder (images/ + masks/), an .npz of (N, 2, H, W) pairs, or 'synthetic'")
-    parser.add_argument("--classes", type=lambda t: tuple(c.strip() for c in t.split(",") if c.strip()),
-                        help="class names in index order, when the data has no classes.json")
-    parser.add_argument("--colour-map", type=_colour_map, help="RGB colour masks: 'R,G,B=class;R,G,B=class'")
-    parser.add_argument("--ignore-index", type=_ignore_index, default=255,
-                        help="mask value that is not a class; 'none' if every pixel is labelled (default 255)")
-    parser.add_argument("--resize", type=_size, help="resize images to HxW when read, as the search would")
+    add_data_arguments(parser)
+    parser.add_argument("--resize", type=size_argument, help="resize images to HxW when read, as the search would")
     parser.add_argument("--depth", type=int, default=5, help="encoder depth: sizes must divide by 2**depth (default 5)")
-    parser.add_argument("--crop", type=_size, default=DEFAULT_CROP,
+    parser.add_argument("--crop", type=size_argument, default=DEFAULT_CROP,
                         help=f"training crop HxW for the tiling plan (default {DEFAULT_CROP[0]}x{DEFAULT_CROP[1]})")
     parser.add_argument("--hash-threshold", type=int, default=DEFAULT_HASH_THRESHOLD,
                         help=f"largest perceptual-hash distance (of {HASH_BITS} bits) between near-duplicates "
@@ -72,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = load_dataset(args.data, classes=args.classes, colour_map=args.colour_map,
                             ignore_index=args.ignore_index, resize=args.resize)
+    except ColourMasksWithoutMap as error:
+        return _list_colours(error, args.data)
     except DataError as error:
         print(f"segtune inspect: {error}", file=sys.stderr)
         return 2
@@ -85,6 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     print(format_report(report), end="")
     print(f"\nreport written to {folder}/ (report.txt, report.json, exclusions.txt, contact_sheets/) "
           f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _list_colours(masks: ColourMasksWithoutMap, data: str) -> int:
+    """Colour masks read without a colour map: list their colours and the colour_map that reads them."""
+    try:
+        colours = count_colours(masks.mask_files)
+    except DataError as error:
+        print(f"segtune inspect: {error}", file=sys.stderr)
+        return 2
+    jpeg = sum(Path(p).suffix.lower() in (".jpg", ".jpeg") for p in masks.mask_files)
+    print(format_colours(colours, data, len(masks.mask_files), jpeg), end="")
     return 0
 
 

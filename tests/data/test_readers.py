@@ -13,6 +13,7 @@ from PIL import Image
 import fakes
 from fakes import BLACK, CLASSES, COLOUR_MAP, IGNORE, ORANGE, RED, WHITE, image_id
 from segtune.data import DataError, SegmentationData, load_dataset, make_synthetic
+from segtune.data.errors import ColourMasksWithoutMap
 
 H, W = 32, 48          # fakes' default folder image size; thirds are columns 0-15 | 16-31 | 32-47
 COL = {0: 5, 1: 24, 2: 40}   # one column inside each class band
@@ -194,10 +195,38 @@ def test_single_channel_mask_with_colour_map_is_a_data_error(tmp_path):
     assert "single-channel" in problem_for(info.value, "masks/img_00.png")
 
 
-def test_colour_mask_without_colour_map_is_a_data_error(tmp_path):
-    root = fakes.write_colour_folder(tmp_path / "ds", n=2)
-    with pytest.raises(DataError, match="channels"):
+def test_colour_masks_without_colour_map_are_one_problem_pointing_at_inspect(tmp_path):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=5)
+    with pytest.raises(ColourMasksWithoutMap) as info:
         load_dataset(str(root), classes=CLASSES)
+    assert [where for where, _ in info.value.problems] == [str(root / "masks")]   # one, not one per mask
+    assert "5 of 5 masks are RGB colour masks" in info.value.problems[0][1]
+    assert f"segtune inspect {root}" in str(info.value) and "channels" not in str(info.value)
+    assert sorted(p.name for p in info.value.mask_files) == [f"{image_id(i)}.png" for i in range(5)]
+
+
+def test_colour_masks_without_colour_map_come_before_a_missing_classes_json(tmp_path):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=2)
+    with pytest.raises(ColourMasksWithoutMap):
+        load_dataset(str(root))
+
+
+@pytest.mark.parametrize("folders", [("Images", "Masks"), ("IMAGES", "masks")])
+def test_images_and_masks_folders_are_found_whatever_their_case(tmp_path, folders):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=3, folders=folders)
+    fakes.write_splits(root, {"val": ["img_01"]})
+    (root / "splits").rename(root / "Splits")
+    data = load_dataset(str(root), classes=CLASSES, colour_map=COLOUR_MAP)
+    assert data.names == ["img_00", "img_01", "img_02"] and data.splits == {"val": ["img_01"]}
+
+
+def test_two_folders_differing_only_in_case_are_refused(tmp_path):
+    root = fakes.write_colour_folder(tmp_path / "ds", n=2, folders=("Images", "Masks"))
+    (root / "images").mkdir()
+    if (root / "Images").samefile(root / "images"):
+        pytest.skip("a case-insensitive file system holds one folder under both names")
+    with pytest.raises(DataError, match=r"2 folders named images/ \(Images/, images/\); keep only one"):
+        load_dataset(str(root), classes=CLASSES, colour_map=COLOUR_MAP)
 
 
 def test_malformed_colour_map_key_is_a_data_error(tmp_path):
