@@ -18,7 +18,7 @@ from ensembles.report import format_table, plot_class_iou, plot_test_predictions
 from search.config import SearchConfig
 from segtune.data import SegmentationData
 from segtune.paths import ExperimentPaths
-from segtune.tiling import TILE_MULTIPLE
+from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
 from trainables import load_model
 from trainables.config import TrialConfig
@@ -90,7 +90,7 @@ def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialC
     scale the search read images at (its resize, or null for each image's own size)."""
     return {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
             "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
-            "tile": [-(-side // TILE_MULTIPLE) * TILE_MULTIPLE for side in cfg.crop], "overlap": overlap,
+            "tile": network_tile(cfg.crop), "overlap": overlap,
             "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
             "members": summary["members"], "combiner": {"kind": summary["chosen"]},
             "scores": {"cv_miou": chosen_row["cv_miou"], "test_miou": chosen_row["test_miou"],

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from ensembles.bundle import MODEL_FILES, BundleError, load_bundle
 from segtune.data.decode import decode_image
 from segtune.data.readers import IMAGE_SUFFIXES
+from segtune.tiling import overlap_pixels, tile_starts
 
 
 def predict_image(bundle, image: np.ndarray, batch_size: int = 4) -> np.ndarray:
@@ -60,10 +61,10 @@ def _predict_tiles(bundle, image: np.ndarray, batch_size: int) -> np.ndarray:
     height, width = image.shape[:2]
     # Images smaller than a tile are mirrored out to one tile; larger ones end on a tile flush with the edge.
     image = np.pad(image, ((0, max(0, tile_h - height)), (0, max(0, tile_w - width)), (0, 0)), mode="reflect")
-    ramp_h, ramp_w = (min(round(size * manifest["overlap"]), size - 1) for size in (tile_h, tile_w))
+    ramp_h, ramp_w = (overlap_pixels(size, manifest["overlap"]) for size in (tile_h, tile_w))
     window = np.outer(blend_window(tile_h, ramp_h), blend_window(tile_w, ramp_w))
-    corners = [(y, x) for y in _tile_starts(image.shape[0], tile_h, tile_h - ramp_h)
-               for x in _tile_starts(image.shape[1], tile_w, tile_w - ramp_w)]
+    corners = [(y, x) for y in tile_starts(image.shape[0], tile_h, tile_h - ramp_h)
+               for x in tile_starts(image.shape[1], tile_w, tile_w - ramp_w)]
     probs = np.zeros((len(manifest["classes"]), *image.shape[:2]), np.float32)
     weights = np.zeros(image.shape[:2], np.float32)
     for first in range(0, len(corners), batch_size):
@@ -85,11 +86,6 @@ def blend_window(size: int, ramp: int) -> np.ndarray:
         return np.ones(size, np.float32)
     centres = np.arange(size) + 0.5
     return np.minimum(1.0, np.minimum(centres, size - centres) / ramp).astype(np.float32)
-
-
-def _tile_starts(length: int, tile: int, stride: int) -> list[int]:
-    starts = list(range(0, length - tile + 1, stride))
-    return starts if starts[-1] == length - tile else [*starts, length - tile]
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:

@@ -18,6 +18,7 @@ from ensembles.members import resolve_experiment, top_members
 from search.experiment import load_experiment_data
 from segtune import storage
 from segtune.names import DEFAULT_TRACKING_URI
+from segtune.tiling import DEFAULT_OVERLAP
 from segtune.tracking import Tracker
 
 
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over validation images (default 5)")
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help=f"comma-separated subset of {','.join(CANDIDATES)} (default: all)")
-    parser.add_argument("--overlap", type=float, default=0.25, help="tile overlap used by `segtune predict` (default 0.25)")
+    parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                        help=f"tile overlap used by `segtune predict` (default {DEFAULT_OVERLAP})")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store (default: the search's own; also used to resolve a run id)")
     parser.add_argument("--register-name", default=None,

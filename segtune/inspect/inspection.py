@@ -13,10 +13,11 @@ from segtune.class_weights import WEIGHTING_SCHEMES, class_weights
 from segtune.data import SegmentationData, make_splits
 from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, identical_mask_groups, listed_twice,
                                         near_duplicate_groups, propose_exclusions, split_leakage)
-from segtune.inspect.geometry import depth_fit, tiling_plans
+from segtune.inspect.geometry import depth_fit
 from segtune.inspect.hashing import perceptual_hash
 from segtune.inspect.statistics import (ImageTable, class_shares, find_outliers, images_per_class, measure_images,
                                         rare_classes)
+from segtune.tiling import DEFAULT_OVERLAP, network_tile, tiling_plans
 
 OUTLIER_Z = 3.5
 """Robust z-score beyond which an image's statistic counts as an outlier (Iglewicz & Hoaglin)."""
@@ -52,8 +53,8 @@ def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP
         "splits": _split_shares(table, splits), "split_notes": split_notes,
         "class_weights": suggest_class_weights(table.class_counts.sum(0)),
         "depth": {"depth": depth, "multiple": 2 ** depth, "sizes": depth_fit(table.sizes, depth)},
-        "tiling": {"crop": list(crop), "min_overlap": max(crop) // 8,
-                   "plans": tiling_plans(table.sizes, crop, max(crop) // 8)},
+        "tiling": {"crop": list(crop), "tile": network_tile(crop), "overlap": DEFAULT_OVERLAP,
+                   "plans": tiling_plans(table.sizes, network_tile(crop), DEFAULT_OVERLAP)},
         "near_duplicates": {"threshold": hash_threshold, "groups": near},
         "identical_masks": masks,
         "outliers": {"z_threshold": outlier_z, "exclude_z": EXCLUDE_Z_FACTOR * outlier_z, "images": outliers},

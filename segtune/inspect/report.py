@@ -95,8 +95,8 @@ def _geometry(r: dict) -> str:
                      f"+{fit['pad'][1]} columns; what validation does) "
                      f"or crop to {fit['crop_to'][0]} x {fit['crop_to'][1]}")
     tiling = r["tiling"]
-    lines.append(f"Tiling for crop {tiling['crop'][0]} x {tiling['crop'][1]} "
-                 f"(overlap at least {tiling['min_overlap']} px)")
+    lines.append(f"Tiling for crop {tiling['crop'][0]} x {tiling['crop'][1]}, as `segtune predict` cuts images "
+                 f"(tile {tiling['tile'][0]} x {tiling['tile'][1]}, overlap {tiling['overlap']:.0%} of a tile)")
     for plan in tiling["plans"]:
         lines.append(f"  {plan['size'][0]} x {plan['size'][1]} ({plan['images']} images): {plan['tiles'][0]} x "
                      f"{plan['tiles'][1]} = {plan['tiles_per_image']} tiles per image, overlap {plan['overlap'][0]} x "
@@ -105,7 +105,7 @@ def _geometry(r: dict) -> str:
         lines.append("  no image is larger than the crop")
     else:
         lines.append("  segtune search trains on random crops of the full-resolution images (keep resize null) "
-                     "and scores whole images; these tiles are the grid that covers each image once")
+                     "and scores whole images; these are the tiles `segtune predict` cuts (ensemble's default --overlap)")
     return "\n".join(lines)
 
 

@@ -34,7 +34,7 @@ def test_command_writes_report_json_exclusions_and_contact_sheets(inspected):
                for name in ("near_duplicates_01.png", "identical_masks_01.png", "outliers.png"))
     text = (out / "report.txt").read_text()
     assert "img_02, img_05" in text and "img_02 (train); img_05 (test)" in text
-    # 64 x 64 images, crop 32: n = ceil((64-4)/(32-4)) = 3 tiles per axis
+    # 64 x 64 images, tile 32, overlap 8: starts 0, 24, then 64 - 32 = 32 -> 3 tiles per axis
     assert report["tiling"]["plans"][0]["tiles"] == [3, 3]
     assert report["depth"]["sizes"][0]["fits"]
 
