@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from segtune.components import connected_components
 from segtune.data.segmentation_data import SegmentationData
 
 SPLITS = ("train", "val", "test")
@@ -109,18 +110,9 @@ def _stratified_take(pool: list[str], present: dict[str, set[int]], sizes: dict[
 
 def _units(ordered: list[str], groups: list[set[str]]) -> list[list[str]]:
     """`ordered` ids bundled by group (overlapping groups merged), each unit where its first id stood."""
-    owner = {i: i for i in ordered}
-
-    def root(i):
-        while owner[i] != i:
-            owner[i] = owner[owner[i]]
-            i = owner[i]
-        return i
+    position = {image_id: n for n, image_id in enumerate(ordered)}
+    links = []
     for group in groups:
-        members = [i for i in group if i in owner]
-        for other in members[1:]:
-            owner[root(other)] = root(members[0])
-    units: dict[str, list[str]] = {}
-    for i in ordered:
-        units.setdefault(root(i), []).append(i)
-    return list(units.values())
+        members = [position[i] for i in group if i in position]
+        links += [(members[0], other) for other in members[1:]]
+    return [[ordered[n] for n in unit] for unit in connected_components(len(ordered), links)]

@@ -7,9 +7,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
+from segtune.components import connected_components
 from segtune.inspect.hashing import HASH_BITS, close_pairs, hamming
 
 FLAT_STD = 2.0
@@ -22,24 +21,11 @@ different scenes >= 80, adjacent ISBI membrane slices >= 58, CWFID field photos 
 """
 
 
-def connected_groups(count: int, pairs) -> list[list[int]]:
-    """Groups (of 2 or more) of the items 0..count-1 linked through `pairs` (i, j, ...), each sorted."""
-    if not pairs:
-        return []
-    rows, cols = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
-    graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(count, count))
-    _, labels = connected_components(graph, directed=False)
-    members: dict[int, list[int]] = {}
-    for item, label in enumerate(labels.tolist()):
-        members.setdefault(label, []).append(item)
-    return sorted((m for m in members.values() if len(m) > 1), key=lambda m: m[0])
-
-
 def near_duplicate_groups(names: list[str], hashes: list[int], threshold: int) -> list[dict]:
     """Images linked by chains of hash distances <= threshold; each with its closest pairs."""
     pairs = close_pairs(hashes, threshold)
     groups = []
-    for members in connected_groups(len(names), pairs):
+    for members in connected_components(len(names), pairs, min_size=2):
         inside = set(members)
         links = [(names[i], names[j], d) for i, j, d in pairs if i in inside]
         groups.append({"ids": [names[i] for i in members], "pairs": links,
