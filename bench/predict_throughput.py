@@ -36,7 +36,7 @@ def main() -> None:
     _, data, splits = load_experiment_data(paths)
     index = data.index_of()
     images = [data.images[index[i]] for i in splits[args.split]]
-    folder = paths.segtune / "ensemble" / "bundle"
+    folder = paths.ensemble.bundle
     module = eager_ensemble(paths)
 
     @torch.no_grad()

@@ -42,7 +42,7 @@ def main() -> None:
     cfg = load_config(str(paths.config))
     ids = json.loads(paths.splits.read_text())[args.split]
     data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map, ignore_index=cfg.ignore_index)
-    bundle = load_bundle(args.bundle or paths.segtune / "ensemble" / "bundle")
+    bundle = load_bundle(args.bundle or paths.ensemble.bundle)
     if args.without_input_scale:
         bundle.manifest["input_scale"] = None
     classes = len(data.classes)

@@ -24,7 +24,6 @@ from trainables import load_model
 from trainables.config import TrialConfig
 
 
-COMBINER_FILE = "combiner.pt"
 KIND_OF = {"best_single": "weighted_mean", "mean": "weighted_mean", "greedy": "weighted_mean",
            "pixel_logistic": "pixel_logistic", "context_head": "context_head"}
 
@@ -41,13 +40,13 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
                    candidates: tuple[str, ...], folds: int, seed: int, overlap: float, tracker: Tracker | None,
                    register_name: str | None) -> EnsembleResult:
     from ensembles.bundle import export_bundle
-    folder = paths.segtune / "ensemble"
+    folder = paths.ensemble
     print(f"members ({len(members)}): " + ", ".join(f"{m.trial_id} (val mIoU {m.val_miou:.4f})" for m in members))
     val_ids, test_ids = splits["val"], splits.get("test", [])
     if not test_ids:
         print("warning: the search kept no test split; the test column stays empty")
     started = time.perf_counter()
-    store = write_probabilities(members, data, val_ids + test_ids, folder / "probabilities")
+    store = write_probabilities(members, data, val_ids + test_ids, folder.probabilities)
     print(f"probabilities of {len(members)} members on {len(val_ids + test_ids)} images: "
           f"{time.perf_counter() - started:.0f} s")
     index = data.index_of()
@@ -65,19 +64,19 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
                "members": [{"trial_id": m.trial_id, "val_miou": m.val_miou, "config": m.params} for m in members],
                "excluded_from_mean": list(cfg.exclude_from_mean), "test_images": len(test_ids)}
     files = write_table(rows, folder, {**summary, "checkpoints": {m.trial_id: str(m.checkpoint) for m in members}})
-    plots = [plot_class_iou(rows, list(data.classes), folder / "plots" / "class_iou.png")]
+    plots = [plot_class_iou(rows, list(data.classes), folder.plot("class_iou"))]
     if test_ids:
         plots.append(plot_test_predictions(evaluation.combiners, store, data, test_ids[:3],
-                                           folder / "plots" / "test_predictions.png"))
+                                           folder.plot("test_predictions")))
 
     models = [load_model(m.checkpoint) for m in members]
     trial_cfg = models[0][1]
     module = EnsembleModule([model for model, _ in models], evaluation.combiners[evaluation.chosen],
                             trial_cfg.mean, trial_cfg.std).eval()
     manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap)
-    torch.save(module.combiner.state_dict(), folder / COMBINER_FILE)  # tensors only; rebuilds the eager ensemble
+    torch.save(module.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
     started = time.perf_counter()
-    bundle = export_bundle(module, manifest, folder / "bundle")
+    bundle = export_bundle(module, manifest, folder.bundle)
     print(f"bundle exported (TorchScript, ONNX, both checked against the eager ensemble): "
           f"{time.perf_counter() - started:.0f} s")
     run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
@@ -127,10 +126,11 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
 
 def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
     """The chosen ensemble of a built experiment as a PyTorch module, from the members' checkpoints."""
-    folder = paths.segtune / "ensemble"
-    report = json.loads((folder / "report.json").read_text())
-    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    from ensembles.bundle import MANIFEST
+    folder = paths.ensemble
+    report = json.loads(folder.report.read_text())
+    manifest = json.loads((folder.bundle / MANIFEST).read_text())
     models = [load_model(report["checkpoints"][m["trial_id"]])[0] for m in report["members"]]
     combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
-    combiner.load_state_dict(torch.load(folder / COMBINER_FILE, map_location="cpu", weights_only=True))
+    combiner.load_state_dict(torch.load(folder.combiner, map_location="cpu", weights_only=True))
     return EnsembleModule(models, combiner.eval(), manifest["mean"], manifest["std"]).eval()

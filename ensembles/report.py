@@ -11,12 +11,13 @@ import torch
 
 from ensembles.probabilities import ProbabilityStore
 from segtune.data import SegmentationData
+from segtune.paths import EnsemblePaths
 from segtune.plots import picture_grid, plt, save_figure
 
 
-def write_table(rows: list[dict], folder: Path, extra: dict) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    json_file, csv_file = folder / "report.json", folder / "report.csv"
+def write_table(rows: list[dict], folder: EnsemblePaths, extra: dict) -> list[Path]:
+    folder.root.mkdir(parents=True, exist_ok=True)
+    json_file, csv_file = folder.report, folder.table
     json_file.write_text(json.dumps({**extra, "candidates": rows}, indent=1, default=float))
     with csv_file.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                             register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)))
     storage.push(paths)
     if paths.uri:
-        print(f"\nensemble saved with the experiment: {paths.uri}/segtune/ensemble")
+        print(f"\nensemble saved with the experiment: {paths.uri}/{paths.ensemble.root.relative_to(paths.root)}")
     print(f"\nbundle: {result.bundle}\npredict: segtune predict {result.bundle} IMAGES_DIR OUTPUT_DIR")
     return 0
 

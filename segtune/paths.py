@@ -3,6 +3,8 @@
     <storage_path>/<name>/                 Ray Tune's experiment folder (trials, checkpoints)
     <storage_path>/<name>/segtune/         what segtune adds: the config, splits and exclusion list that
                                            made it, the leaderboard, plots, the MLflow parent run id
+    <storage_path>/<name>/segtune/ensemble/  what `segtune ensemble` adds: members' probabilities, its
+                                           report and plots, the combiner and the exported bundle
 
 storage_path is a local folder, a shared filesystem path (NFS) or an s3:// URI. For s3://, Ray reads
 and writes the bucket itself and segtune works on a local copy of segtune/ (under SEGTUNE_CACHE,
@@ -16,6 +18,40 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REMOTE_SCHEMES = ("s3",)
+
+
+@dataclass(frozen=True)
+class EnsemblePaths:
+    root: Path
+    """<experiment>/segtune/ensemble/"""
+
+    @property
+    def probabilities(self) -> Path:
+        """One folder per member of float16 probability maps on the validation and test images."""
+        return self.root / "probabilities"
+
+    @property
+    def report(self) -> Path:
+        """Every candidate's scores, the members and their checkpoints (report.json)."""
+        return self.root / "report.json"
+
+    @property
+    def table(self) -> Path:
+        """The candidates' scores as CSV."""
+        return self.root / "report.csv"
+
+    @property
+    def combiner(self) -> Path:
+        """The chosen combiner's weights (tensors only): with the members' checkpoints, the eager ensemble."""
+        return self.root / "combiner.pt"
+
+    @property
+    def bundle(self) -> Path:
+        """The exported bundle for `segtune predict`."""
+        return self.root / "bundle"
+
+    def plot(self, name: str) -> Path:
+        return self.root / "plots" / f"{name}.png"
 
 
 @dataclass(frozen=True)
@@ -57,6 +93,10 @@ class ExperimentPaths:
 
     def plot(self, name: str) -> Path:
         return self.segtune / "plots" / f"{name}.png"
+
+    @property
+    def ensemble(self) -> EnsemblePaths:
+        return EnsemblePaths(self.segtune / "ensemble")
 
     def create(self) -> "ExperimentPaths":
         (self.segtune / "plots").mkdir(parents=True, exist_ok=True)
