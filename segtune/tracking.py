@@ -212,9 +212,6 @@ class Tracker:
     def finish_parent(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.parent_id, status)
 
-    def children(self) -> list:
-        return self.client.search_runs([self.experiment_id], f"tags.`{PARENT_TAG}` = '{self.parent_id}'")
-
 
 def _is_metric(key, value) -> bool:
     reported = key.startswith("val_") or key in (names.TRAIN_LOSS, names.BEST_VAL_MIOU, names.LR, names.LOSS_STAGE)
