@@ -1,4 +1,5 @@
 """The `segtune` command: `segtune search ...` is `python search/run.py ...`; `segtune inspect DATA` reports on data;
+`segtune init DATA` writes a starting search config for it;
 `segtune ensemble EXPERIMENT` stacks a search's best trials into a bundle; `segtune predict BUNDLE INPUT OUTPUT`
 segments images with it.
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = {"search": "search.run", "inspect": "segtune.inspect.run", "ensemble": "ensembles.run",
+COMMANDS = {"search": "search.run", "inspect": "segtune.inspect.run", "init": "search.starting_config",
+            "ensemble": "ensembles.run",
             "predict": "ensembles.predict", "mlflow": "search.replay"}
 EXIT_FAILED = 1
 """The run failed or crashed."""
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: segtune {" + ",".join(COMMANDS) + "} [options]\n  search   run a hyperparameter search "
               "(segtune search --help)\n  inspect  report on a dataset before searching (segtune inspect --help)"
+              "\n  init     write a starting search config for a dataset (segtune init --help)"
               "\n  ensemble stack a finished search's best trials and export a bundle (segtune ensemble --help)"
               "\n  predict  segment images with an exported ensemble bundle (segtune predict --help)"
               "\n  mlflow   log a search to MLflow from its folder, e.g. after the store was down (segtune mlflow --help)"

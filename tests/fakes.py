@@ -136,6 +136,22 @@ def write_colour_folder(root, n: int = 6, size: tuple[int, int] = (32, 48), chan
     return root
 
 
+def write_lossy_colour_folder(root, n: int = 3, size: tuple[int, int] = (64, 96), quality: int = 75) -> Path:
+    """images/ (texture pictures) and masks/: black/white/red colour masks of irregular blobs, JPEG-compressed
+    at `quality` and saved as PNG, as masks that went through a lossy export come."""
+    import io
+
+    root = Path(root)
+    lookup = np.array([CLASS_COLOURS[c] for c in range(3)], np.uint8)
+    for i in range(n):
+        picture = texture(i, size)
+        buffer = io.BytesIO()
+        Image.fromarray(lookup[texture_mask(picture)]).save(buffer, format="JPEG", quality=quality)
+        write_png(root / "images" / f"{image_id(i)}.png", picture)
+        write_png(root / "masks" / f"{image_id(i)}.png", np.asarray(Image.open(buffer).convert("RGB")))
+    return root
+
+
 def npz_stack(n: int = 6, size: tuple[int, int] = (16, 32), dtype=np.uint8) -> np.ndarray:
     """(N, 2, H, W): channel 0 the grey image, channel 1 the class-index mask (with ignore pixels)."""
     stack = np.zeros((n, 2) + tuple(size), dtype=dtype)

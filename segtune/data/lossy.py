@@ -18,7 +18,7 @@ import numpy as np
 LOSSLESS_ADVICE = "export masks losslessly as PNG from the original labels"
 _RAMP_SHARE = 0.05
 """Ramp pixels per boundary pixel above which an index mask looks JPEG-compressed."""
-_NEAR_LEVELS = 16
+NEAR_LEVELS = 16
 """Colour distance (largest channel difference) within which an off-map colour is compression noise."""
 
 
@@ -45,11 +45,11 @@ def colour_mask_lossiness(unknown: np.ndarray, counts: np.ndarray, mapped: np.nd
     if len(unknown) < 8:
         return None
     distance = np.abs(unknown[:, None, :].astype(np.int32) - mapped[None].astype(np.int32)).max(2).min(1)
-    near = counts[distance <= _NEAR_LEVELS].sum() / counts.sum()
+    near = counts[distance <= NEAR_LEVELS].sum() / counts.sum()
     if near < 0.5:
         return None
     return (f"looks JPEG-compressed ({len(unknown)} {unknown_as}, {near:.0%} of those pixels within "
-            f"{_NEAR_LEVELS} levels of {mapped_as}); {LOSSLESS_ADVICE}")
+            f"{NEAR_LEVELS} levels of {mapped_as}); {LOSSLESS_ADVICE}")
 
 
 def _ramps(values: np.ndarray) -> int:

@@ -8,6 +8,7 @@ masks look lossy, and the colour_map (flag and YAML) that would read them, with 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,12 +16,12 @@ import numpy as np
 
 from segtune.data.decode import open_image
 from segtune.data.errors import DataError
-from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness
+from segtune.data.lossy import LOSSLESS_ADVICE, NEAR_LEVELS, colour_mask_lossiness
 
 MANY_COLOURS = 32
 """More distinct colours than this and the masks were not saved one colour per class (JPEG, smoothing)."""
-MAIN_SHARE = 0.005
-"""In masks with many colours, the colours over this share of pixels are taken for the classes' own."""
+MAIN_SHARE = 0.01
+"""In masks with many colours, a cluster of near colours over this share of pixels is taken for a class's colour."""
 BACKGROUND_GUESS = (0, 0, 0)
 """The one colour given a guessed name: black, usually the background."""
 
@@ -65,10 +66,21 @@ def count_colours(mask_files) -> list[MaskColour]:
 
 
 def main_colours(colours: list[MaskColour]) -> list[MaskColour]:
-    """The colours that stand for classes: all of them, or in lossy masks those over MAIN_SHARE of pixels."""
+    """The colours that stand for classes: all of them, or in masks with many colours (lossy) the most common
+    colour of each cluster (colours within NEAR_LEVELS of it) holding more than MAIN_SHARE of the pixels."""
     if len(colours) <= MANY_COLOURS:
         return colours
-    return [c for c in colours if c.share > MAIN_SHARE][:MANY_COLOURS] or colours[:1]
+    rgb, pixels = np.array([c.rgb for c in colours], np.int32), np.array([c.pixels for c in colours], np.float64)
+    chosen: list[int] = []
+    for row in range(len(colours)):   # most pixels first: each cluster is led by its most common colour
+        if len(chosen) == MANY_COLOURS:
+            break
+        if not chosen or np.abs(rgb[chosen] - rgb[row]).max(1).min() > NEAR_LEVELS:
+            chosen.append(row)
+    distance = np.abs(rgb[:, None, :] - rgb[chosen][None]).max(2)
+    near = distance.min(1) <= NEAR_LEVELS
+    cluster = np.bincount(distance.argmin(1)[near], pixels[near], minlength=len(chosen)) / pixels.sum()
+    return [colours[row] for row, share in zip(chosen, cluster) if share > MAIN_SHARE] or colours[:1]
 
 
 def lossiness(colours: list[MaskColour]) -> str | None:
@@ -76,7 +88,7 @@ def lossiness(colours: list[MaskColour]) -> str | None:
     if len(colours) <= MANY_COLOURS:
         return None
     main = main_colours(colours)
-    rest = colours[len(main):]
+    rest = [c for c in colours if c not in main]
     found = colour_mask_lossiness(np.array([c.rgb for c in rest]), np.array([c.pixels for c in rest]),
                                   np.array([c.rgb for c in main]), unknown_as="other colours",
                                   mapped_as=f"the {len(main)} main colours")
@@ -99,7 +111,6 @@ def colour_map_flag(colour_map: dict[str, int]) -> str:
 
 def format_colours(colours: list[MaskColour], data: str, images: int, jpeg_masks: int = 0) -> str:
     """The listing `segtune inspect` prints for colour masks read without a colour map."""
-    names, colour_map = suggest_colour_map(colours)
     lines = [f"segtune inspect: {data}: RGB colour masks and no colour map; {len(colours)} distinct colour(s) over "
              f"{images} masks, most pixels first:", f"  {'colour (R,G,B)':<16} {'share':>8}  images"]
     lines += [f"  {c.key:<16} {100 * c.share:7.3f}%  {c.images}/{images}" for c in colours[:MANY_COLOURS]]
@@ -107,9 +118,11 @@ def format_colours(colours: list[MaskColour], data: str, images: int, jpeg_masks
         lines.append(f"  ... (+{len(colours) - MANY_COLOURS} more colours)")
     lossy = lossiness(colours)
     if lossy or jpeg_masks:
-        lines.append(f"\nThese masks look lossy and would be refused: "
-                     + (f"{jpeg_masks} are saved as JPEG; " if jpeg_masks else "") + (lossy or LOSSLESS_ADVICE)
-                     + f".\nThe colour map below covers the {len(colour_map)} main colours, for the re-exported masks.")
+        lines.append("\nThese masks look lossy and would be refused: " + (f"{jpeg_masks} are saved as JPEG; " if jpeg_masks
+                                                                            else "") + (lossy or LOSSLESS_ADVICE))
+        lines.append(f"Re-export them, then run `segtune inspect {data}` again: it prints the colour map that reads them.")
+        return "\n".join(lines) + "\n"
+    names, colour_map = suggest_colour_map(colours)
     index_of = {key: names[index] for key, index in colour_map.items()}
     lines += ["\nGive each colour a class to read the masks. The names are placeholders to rename (black as "
               "background is a guess);\ncolours of one class share its index, e.g. two background colours both 0:",
@@ -117,7 +130,6 @@ def format_colours(colours: list[MaskColour], data: str, images: int, jpeg_masks
               f"or in a search config (`segtune init {data}` writes one with these):",
               f"  classes: [{', '.join(names)}]", "  colour_map:"]
     shares = {c.key: c.share for c in colours}
-    width = max(len(key) for key in colour_map) + 4
-    lines += [f"    {f'{chr(34)}{key}{chr(34)}: {index}':<{width + 4}}  # {index_of[key]}, {100 * shares[key]:.3f}% of pixels"
+    lines += [f"    {json.dumps(key) + ':':<16} {index:<3}  # {index_of[key]}, {100 * shares[key]:.3f}% of pixels"
               for key, index in colour_map.items()]
     return "\n".join(lines) + "\n"

@@ -30,13 +30,18 @@ def write_outputs(report: dict, data: SegmentationData, folder) -> dict:
     files = {"report": str(folder / "report.txt"), "json": str(folder / "report.json"),
              "exclusions": str(folder / "exclusions.txt"), "contact_sheets": _draw_sheets(report, data, folder)}
     report = {**report, "files": files}
-    header = (f"segtune inspect exclusion list for {report['dataset']}\n"
-              "one image id per line, the reason after '#'; delete a line to keep that image,\n"
-              "add an id to leave it out; use with: segtune search --exclude-file <this file>")
-    write_exclusions(files["exclusions"], report["exclusions"], header)
+    write_exclusion_list(report, files["exclusions"])
     Path(files["json"]).write_text(json.dumps(report, indent=1))
     Path(files["report"]).write_text(format_report(report))
     return report
+
+
+def write_exclusion_list(report: dict, path) -> None:
+    """The report's proposed exclusions as an editable file (`segtune init` writes one beside its config)."""
+    header = (f"segtune inspect exclusion list for {report['dataset']}\n"
+              "one image id per line, the reason after '#'; delete a line to keep that image,\n"
+              "add an id to leave it out; use with: segtune search --exclude-file <this file>")
+    write_exclusions(path, report["exclusions"], header)
 
 
 def _draw_sheets(report: dict, data: SegmentationData, folder: Path) -> dict[str, list[str]]:
