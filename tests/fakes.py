@@ -215,6 +215,24 @@ def texture_mask(picture: np.ndarray) -> np.ndarray:
     return ((grey > low).astype(np.uint8) + (grey > high)).astype(np.uint8)
 
 
+def plants_on_one_soil(count: int, size: int = 128) -> list[np.ndarray]:
+    """(size, size, 3) uint8 field photos: one soil texture under one lamp, three different plants on each.
+
+    The plants (green discs) are about as bright as the soil, so the grey pictures differ little: the
+    perceptual hashes of several different photos lie 38-48 bits apart, as close as CamVid's frames a second apart.
+    """
+    y, x = np.mgrid[0:size, 0:size]
+    lamp = 150 - 70 * ((x / size - 0.3) ** 2 + (y / size - 0.4) ** 2)
+    soil = lamp + np.random.default_rng(99).normal(0, 12, (size, size))
+    photos = []
+    for i in range(count):
+        picture = np.stack([soil * 0.9, soil * 0.75, soil * 0.6], axis=2)
+        for cy, cx, r in np.random.default_rng(i).integers((10, 10, 4), (size - 10, size - 10, 9), (3, 3)):
+            picture[(y - cy) ** 2 + (x - cx) ** 2 <= r * r] = (40, 160, 40)
+        photos.append(np.clip(picture, 0, 255).astype(np.uint8))
+    return photos
+
+
 def write_inspection_folder(root, size: tuple[int, int] = (64, 64)) -> Path:
     """12 index-mask images with NEAR_DUPLICATE, REPEATED_MASK and OUTLIER planted and INSPECT_SPLITS."""
     root = Path(root)

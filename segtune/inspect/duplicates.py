@@ -1,6 +1,7 @@
 """Near-duplicate images, images sharing one mask, duplicates across splits, and what to exclude (pure).
 
-    groups = near_duplicate_groups(names, hashes, threshold=48)
+    matches = hash_matches(hashes, threshold=48, thumbnails=thumbnails)  # (i, j, distance, correlation)
+    groups = near_duplicate_groups(names, matches, min_correlation=0.6)
     exclusions = propose_exclusions(groups, mask_groups, outliers, hashes_by_id, threshold=48, exclude_z=7.0)
 """
 
@@ -14,23 +15,65 @@ from segtune.inspect.hashing import HASH_BITS, close_pairs, hamming
 FLAT_STD = 2.0
 """Grey-level standard deviation below which a picture is near-constant (blank, all white, all black)."""
 DEFAULT_HASH_THRESHOLD = 48
-"""Hamming distance (of 256 bits) at or below which two images count as near-duplicates.
+"""Hamming distance (of 256 bits) at or below which two images are candidate near-duplicates.
 
 Measured on ../shared/datasets: frames of one CamVid street scene a second apart lie 30-50 apart;
-different scenes >= 80, adjacent ISBI membrane slices >= 58, CWFID field photos >= 98.
+different scenes >= 80, adjacent ISBI membrane slices >= 58, CWFID field photos >= 98. Photos that
+share one background (the same soil, one lamp) lie as close with different plants on them, so a
+match is only confirmed by MIN_CORRELATION.
 """
+MIN_CORRELATION = 0.6
+"""Correlation of two images' departures from the dataset's mean picture from which a hash match counts.
+
+What all images share (soil, light, a street's layout) is taken out, so what is left must agree: on
+CamVid every hash match within 48 bits correlates >= 0.75 (median 0.96); different plants on one soil
+texture (tests/fakes.py plants_on_one_soil) <= 0.44, a noisy brightened copy 0.76; CWFID's closest
+different photos (98-104 bits) <= 0.22. Figures: bench/near_duplicates.py.
+"""
+SAME_GREY = 0.01
+"""RMS grey-level difference below which two thumbnails are one picture (both may equal the mean picture).
+
+Small: different plants about as bright as their soil differ by only 0.8-1.0 grey levels at 32 x 32."""
 
 
-def near_duplicate_groups(names: list[str], hashes: list[int], threshold: int) -> list[dict]:
-    """Images linked by chains of hash distances <= threshold; each with its closest pairs."""
+def hash_matches(hashes, threshold: int, thumbnails=None) -> list[tuple[int, int, int, float]]:
+    """Every pair (i, j, distance, correlation) within `threshold` bits.
+
+    `correlation` is that of the two images' (32, 32) grey thumbnails less the dataset's mean thumbnail
+    and less their own mean (a brightness change is no difference); 1.0 for one picture (within SAME_GREY)
+    and for every pair without thumbnails or with fewer than 3 images (two images' departures
+    from their mean are opposite by construction).
+    """
     pairs = close_pairs(hashes, threshold)
+    if thumbnails is None or len(thumbnails) < 3:
+        return [(i, j, d, 1.0) for i, j, d in pairs]
+    flat = np.asarray(thumbnails, dtype=np.float64).reshape(len(thumbnails), -1)
+    departure = flat - flat.mean(0)
+    departure -= departure.mean(1, keepdims=True)
+    norm = np.linalg.norm(departure, axis=1)
+    matches = []
+    for i, j, d in pairs:
+        same = np.sqrt(np.mean((departure[i] - departure[j]) ** 2)) < SAME_GREY
+        correlation = 1.0 if same else float(departure[i] @ departure[j] / max(norm[i] * norm[j], 1e-12))
+        matches.append((i, j, d, round(correlation, 3)))
+    return matches
+
+
+def near_duplicate_groups(names: list[str], matches, min_correlation: float = MIN_CORRELATION) -> list[dict]:
+    """Images linked by chains of confirmed hash matches (correlation >= min_correlation), with the links."""
+    pairs = [m for m in matches if m[3] >= min_correlation]
     groups = []
     for members in connected_components(len(names), pairs, min_size=2):
         inside = set(members)
-        links = [(names[i], names[j], d) for i, j, d in pairs if i in inside]
+        links = [(names[i], names[j], d, c) for i, j, d, c in pairs if i in inside]
         groups.append({"ids": [names[i] for i in members], "pairs": links,
-                       "max_distance": max(d for _, _, d in links)})
+                       "max_distance": max(link[2] for link in links)})
     return groups
+
+
+def unconfirmed_matches(names: list[str], matches, min_correlation: float = MIN_CORRELATION) -> list[tuple]:
+    """Hash matches whose pictures disagree once the dataset's mean picture is out: (a, b, distance, correlation)."""
+    return [(names[i], names[j], d, c) for i, j, d, c in matches if c < min_correlation]
 
 
 def identical_mask_groups(names: list[str], digests: list[str], class_counts) -> list[dict]:

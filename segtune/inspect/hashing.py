@@ -1,6 +1,7 @@
 """Image and mask fingerprints: a DCT perceptual hash (pHash) and an exact mask digest (pure numpy/scipy).
 
     bits = perceptual_hash(image)               # 256-bit int; near-identical pictures differ in few bits
+    bits, thumbnail = fingerprint(image)        # the hash and the 32 x 32 grey thumbnail that confirms a match
     pairs = close_pairs(hashes, threshold=48)   # (i, j, distance) with hamming distance <= threshold
 
 The hash is pHash on a finer grid than the usual 8 x 8: 16 x 16 DCT coefficients of a 64 x 64
@@ -18,6 +19,7 @@ from PIL import Image
 
 _SIDE = 16                # 16 x 16 lowest DCT frequencies -> 256 bits
 _THUMBNAIL = 4 * _SIDE    # the DCT runs on a 64 x 64 grey thumbnail
+_KEPT = _THUMBNAIL // 2   # a 32 x 32 thumbnail is kept per image (4 KB) to confirm hash matches
 HASH_BITS = _SIDE * _SIDE
 _BLOCK = 512              # rows of the pairwise distance matrix held at once
 
@@ -42,6 +44,13 @@ def dct_hash(thumbnail: np.ndarray, side: int = _SIDE) -> int:
 def perceptual_hash(image: np.ndarray) -> int:
     """256-bit DCT perceptual hash of an (H, W, C) uint8 image."""
     return dct_hash(grey_thumbnail(image))
+
+
+def fingerprint(image: np.ndarray) -> tuple[int, np.ndarray]:
+    """The perceptual hash of an (H, W, C) uint8 image and its (32, 32) float32 grey thumbnail."""
+    thumbnail = grey_thumbnail(image)
+    kept = thumbnail.reshape(_KEPT, 2, _KEPT, 2).mean((1, 3)).astype(np.float32)
+    return dct_hash(thumbnail), kept
 
 
 def mask_digest(mask: np.ndarray) -> str:

@@ -11,10 +11,11 @@ import numpy as np
 
 from segtune.class_weights import WEIGHTING_SCHEMES, class_weights
 from segtune.data import SegmentationData, make_splits
-from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, identical_mask_groups, listed_twice,
-                                        near_duplicate_groups, propose_exclusions, split_leakage)
+from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, MIN_CORRELATION, hash_matches, identical_mask_groups,
+                                        listed_twice, near_duplicate_groups, propose_exclusions, split_leakage,
+                                        unconfirmed_matches)
 from segtune.inspect.geometry import depth_fit
-from segtune.inspect.hashing import perceptual_hash
+from segtune.inspect.hashing import fingerprint
 from segtune.inspect.statistics import (ImageTable, class_shares, find_outliers, images_per_class, measure_images,
                                         rare_classes)
 from segtune.tiling import DEFAULT_OVERLAP, network_tile, tiling_plans
@@ -30,11 +31,13 @@ CARVE = {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
 
 
 def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP,
-                    hash_threshold: int = DEFAULT_HASH_THRESHOLD, outlier_z: float = OUTLIER_Z) -> dict:
+                    hash_threshold: int = DEFAULT_HASH_THRESHOLD, min_correlation: float = MIN_CORRELATION,
+                    outlier_z: float = OUTLIER_Z) -> dict:
     """Everything the report says about `data`, as a JSON-ready dict."""
     table = measure_images(data)
     hashes = dict(zip(table.names, table.image_hashes))
-    near = near_duplicate_groups(table.names, table.image_hashes, hash_threshold)
+    matches = hash_matches(table.image_hashes, hash_threshold, table.thumbnails)
+    near = near_duplicate_groups(table.names, matches, min_correlation)
     masks = identical_mask_groups(table.names, table.mask_digests, table.class_counts)
     outliers = find_outliers(table, outlier_z)
     blank = [n for n, labelled in zip(table.names, table.class_counts.sum(1)) if labelled == 0]
@@ -55,7 +58,8 @@ def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP
         "depth": {"depth": depth, "multiple": 2 ** depth, "sizes": depth_fit(table.sizes, depth)},
         "tiling": {"crop": list(crop), "tile": network_tile(crop), "overlap": DEFAULT_OVERLAP,
                    "plans": tiling_plans(table.sizes, network_tile(crop), DEFAULT_OVERLAP)},
-        "near_duplicates": {"threshold": hash_threshold, "groups": near},
+        "near_duplicates": {"threshold": hash_threshold, "min_correlation": min_correlation, "groups": near,
+                            "unconfirmed": unconfirmed_matches(table.names, matches, min_correlation)},
         "identical_masks": masks,
         "outliers": {"z_threshold": outlier_z, "exclude_z": EXCLUDE_Z_FACTOR * outlier_z, "images": outliers},
         "blank_masks": blank,
@@ -67,10 +71,12 @@ def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP
     }
 
 
-def duplicate_groups(data: SegmentationData, threshold: int = DEFAULT_HASH_THRESHOLD) -> list[set[str]]:
+def duplicate_groups(data: SegmentationData, threshold: int = DEFAULT_HASH_THRESHOLD,
+                     min_correlation: float = MIN_CORRELATION) -> list[set[str]]:
     """Sets of near-duplicate image ids, for make_splits(groups=...) to keep each in one split."""
-    hashes = [perceptual_hash(image) for image in data.images]
-    return [set(group["ids"]) for group in near_duplicate_groups(data.names, hashes, threshold)]
+    prints = [fingerprint(image) for image in data.images]
+    matches = hash_matches([bits for bits, _ in prints], threshold, [thumbnail for _, thumbnail in prints])
+    return [set(group["ids"]) for group in near_duplicate_groups(data.names, matches, min_correlation)]
 
 
 def suggest_class_weights(pixel_counts) -> dict[str, list[float]]:

@@ -111,11 +111,16 @@ def _geometry(r: dict) -> str:
 
 def _duplicates(r: dict) -> str:
     near, sheets = r["near_duplicates"], r.get("files", {}).get("contact_sheets", {})
-    lines = [f"Near-duplicate images (DCT perceptual hash, distance <= {near['threshold']} of {HASH_BITS} bits): "
+    lines = [f"Near-duplicate images (DCT perceptual hash, distance <= {near['threshold']} of {HASH_BITS} bits, "
+             f"correlation >= {near['min_correlation']} beyond the dataset's mean picture): "
              f"{len(near['groups'])} group(s), {sum(len(g['ids']) for g in near['groups'])} images"]
     for k, group in enumerate(near["groups"], 1):
         lines.append(f"  {k}. {_ids(group['ids'])} (largest distance {group['max_distance']})"
                      + (f"  -> {sheets['near_duplicates'][k - 1]}" if sheets else ""))
+    if near["unconfirmed"]:
+        lines.append(f"  {len(near['unconfirmed'])} hash match(es) not confirmed (alike backgrounds, different "
+                     "content?), e.g. " + ", ".join(f"{a}-{b} (distance {d}, correlation {c:.2f})"
+                                                    for a, b, d, c in near["unconfirmed"][:3]))
     lines.append(f"Identical masks: {len(r['identical_masks'])} group(s)")
     for k, group in enumerate(r["identical_masks"], 1):
         classes = ", ".join(r["classes"][c] for c in group["classes"]) or "no labelled pixel"

@@ -21,7 +21,7 @@ from pathlib import Path
 from segtune.data import DataError, load_dataset
 from segtune.data.errors import ColourMasksWithoutMap
 from segtune.inspect.colours import count_colours, format_colours
-from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD
+from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD, MIN_CORRELATION
 from segtune.inspect.hashing import HASH_BITS
 from segtune.inspect.inspection import DEFAULT_CROP, OUTLIER_Z, inspect_dataset
 from segtune.inspect.outputs import dataset_name, write_outputs
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hash-threshold", type=int, default=DEFAULT_HASH_THRESHOLD,
                         help=f"largest perceptual-hash distance (of {HASH_BITS} bits) between near-duplicates "
                              f"(default {DEFAULT_HASH_THRESHOLD})")
+    parser.add_argument("--duplicate-correlation", type=float, default=MIN_CORRELATION,
+                        help="smallest correlation of two hash-matched images' departures from the dataset's mean "
+                             f"picture for them to count as near-duplicates (default {MIN_CORRELATION}; -1 counts "
+                             "every hash match)")
     parser.add_argument("--outlier-z", type=float, default=OUTLIER_Z,
                         help=f"robust z-score beyond which an image is an outlier (default {OUTLIER_Z})")
     parser.add_argument("--output", help="folder for the report (default segtune_inspect/<dataset name>)")
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segtune inspect: note: --crop {args.crop[0]}x{args.crop[1]} is not a multiple of 2**depth "
               f"({2 ** args.depth}); a trial would refuse it", file=sys.stderr)
     report = inspect_dataset(data, depth=args.depth, crop=args.crop, hash_threshold=args.hash_threshold,
-                             outlier_z=args.outlier_z)
+                             min_correlation=args.duplicate_correlation, outlier_z=args.outlier_z)
     folder = Path(args.output or Path("segtune_inspect") / dataset_name(args.data))
     report = write_outputs(report, data, folder)
     print(format_report(report), end="")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtune.data import SegmentationData
-from segtune.inspect.hashing import mask_digest, perceptual_hash
+from segtune.inspect.hashing import fingerprint, mask_digest
 
 RARE_SHARE = 0.01
 """A class below this share of labelled pixels is flagged rare."""
@@ -34,6 +34,8 @@ class ImageTable:
     """(N,) grey-level standard deviation over all pixels and channels."""
     image_hashes: list[int]
     """256-bit DCT perceptual hash of each image."""
+    thumbnails: np.ndarray
+    """(N, 32, 32) float32 grey thumbnails, which confirm or refute hash matches."""
     mask_digests: list[str]
     """Exact digest of each mask's bytes."""
 
@@ -45,17 +47,19 @@ def measure_images(data: SegmentationData) -> ImageTable:
     unlabelled = np.zeros(len(data.names), dtype=np.int64)
     mean, std = np.zeros(len(data.names)), np.zeros(len(data.names))
     levels = np.arange(256, dtype=np.float64)
-    hashes, digests = [], []
+    hashes, thumbnails, digests = [], [], []
     for row, (image, mask) in enumerate(zip(data.images, data.masks)):
         per_value = np.bincount(mask.reshape(-1), minlength=256)
         counts[row], unlabelled[row] = per_value[:k], per_value[k:].sum()
         histogram = np.bincount(image.reshape(-1), minlength=256) / image.size  # mean/std without a float copy
         mean[row] = histogram @ levels
         std[row] = np.sqrt(max(histogram @ levels ** 2 - mean[row] ** 2, 0.0))
-        hashes.append(perceptual_hash(image))
+        image_hash, thumbnail = fingerprint(image)
+        hashes.append(image_hash)
+        thumbnails.append(thumbnail)
         digests.append(mask_digest(mask))
     return ImageTable(list(data.names), [im.shape[:2] for im in data.images], [im.shape[2] for im in data.images],
-                      counts, unlabelled, mean, std, hashes, digests)
+                      counts, unlabelled, mean, std, hashes, np.stack(thumbnails), digests)
 
 
 def class_shares(counts) -> list[float]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import fakes
 from fakes import NEAR_DUPLICATE, OUTLIER, REPEATED_MASK
-from segtune.data import load_dataset
-from segtune.inspect import inspect_dataset
-from segtune.inspect.duplicates import propose_exclusions, split_leakage
+from segtune.data import SegmentationData, load_dataset
+from segtune.inspect import duplicate_groups, format_report, inspect_dataset
+from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, hash_matches, near_duplicate_groups, propose_exclusions,
+                                        split_leakage)
+from segtune.inspect.hashing import fingerprint
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +80,50 @@ def test_split_leakage_by_hand():
     splits = {"train": ["a", "b"], "test": ["c"]}
     assert split_leakage([["a", "b"], ["b", "c"], ["x", "c"]], splits) == [
         {"ids": ["b", "c"], "splits": {"b": ["train"], "c": ["test"]}}]
+
+
+def _plants_on_one_soil_and_a_copy() -> tuple[list[str], list[np.ndarray]]:
+    photos = fakes.plants_on_one_soil(12)
+    noise = np.random.default_rng(7).normal(0, 3, photos[2].shape)
+    photos.append(np.clip(photos[2] + 12.0 + noise, 0, 255).astype(np.uint8))   # photo 02 again, brighter, noisy
+    return [f"p{i:02d}" for i in range(13)], photos
+
+
+def test_different_plants_on_one_soil_are_hash_matches_but_only_the_copy_is_a_near_duplicate():
+    names, photos = _plants_on_one_soil_and_a_copy()
+    hashes, thumbnails = zip(*map(fingerprint, photos))
+    matches = hash_matches(hashes, DEFAULT_HASH_THRESHOLD, thumbnails)
+    every_match = near_duplicate_groups(names, matches, min_correlation=-1)    # the hash alone, as before
+    assert sum(len(g["ids"]) for g in every_match) > 2                          # groups different plants
+    assert [g["ids"] for g in near_duplicate_groups(names, matches)] == [["p02", "p12"]]
+
+
+def test_search_keeps_only_the_copy_together():
+    names, photos = _plants_on_one_soil_and_a_copy()
+    masks = [np.zeros(p.shape[:2], np.uint8) for p in photos]
+    data = SegmentationData(photos, masks, names, ("soil", "plant"))
+    assert duplicate_groups(data) == [{"p02", "p12"}]
+    assert len(duplicate_groups(data, min_correlation=-1)[0]) > 2       # an explicit override still applies
+
+
+def test_inspection_reports_the_matches_it_did_not_confirm():
+    names, photos = _plants_on_one_soil_and_a_copy()
+    masks = [np.zeros(p.shape[:2], np.uint8) for p in photos]
+    report = inspect_dataset(SegmentationData(photos, masks, names, ("soil", "plant")))
+    near = report["near_duplicates"]
+    assert [g["ids"] for g in near["groups"]] == [["p02", "p12"]]
+    assert near["unconfirmed"] and all(c < near["min_correlation"] for *_, c in near["unconfirmed"])
+    assert f"{len(near['unconfirmed'])} hash match(es) not confirmed" in format_report(report)
+
+
+def test_a_copy_among_copies_is_still_confirmed():
+    # 3 of 4 images are one picture (the mean picture is then close to it): their departures still agree;
+    # with only 2 images, departures from the mean are opposite by construction, so the hash decides;
+    # pictures all alike depart by nothing, so they are one picture
+    picture, other = fakes.texture(1), fakes.texture(2)
+    brighter = np.clip(picture.astype(int) + 10, 0, 255).astype(np.uint8)
+    hashes, thumbnails = zip(*map(fingerprint, [picture, picture, brighter, other]))
+    assert [g["ids"] for g in near_duplicate_groups("abcd", hash_matches(hashes, 48, thumbnails))] == [["a", "b", "c"]]
+    assert [g["ids"] for g in near_duplicate_groups("ab", hash_matches(hashes[:2], 48, thumbnails[:2]))] == [["a", "b"]]
+    copies = hash_matches(hashes[:1] * 3, 48, thumbnails[:1] * 3)      # each is the mean picture: nothing departs
+    assert [g["ids"] for g in near_duplicate_groups("abc", copies)] == [["a", "b", "c"]]

@@ -6,7 +6,8 @@ import numpy as np
 
 import fakes
 from segtune.inspect.duplicates import DEFAULT_HASH_THRESHOLD
-from segtune.inspect.hashing import HASH_BITS, close_pairs, dct_hash, hamming, mask_digest, perceptual_hash
+from segtune.inspect.hashing import (HASH_BITS, close_pairs, dct_hash, fingerprint, grey_thumbnail, hamming, mask_digest,
+                                    perceptual_hash)
 
 
 def test_constant_picture_sets_only_the_brightness_bit():
@@ -26,6 +27,13 @@ def test_brightened_noisy_copy_is_near_and_other_pictures_are_far():
 def test_grey_and_rgb_pictures_hash_alike():
     grey = fakes.texture(1)[:, :, :1]
     assert perceptual_hash(grey) == perceptual_hash(np.repeat(grey, 3, axis=2))
+
+
+def test_fingerprint_is_the_hash_and_a_32_pixel_grey_thumbnail():
+    picture = fakes.texture(3)
+    bits, thumbnail = fingerprint(picture)
+    assert bits == perceptual_hash(picture) and thumbnail.shape == (32, 32)
+    assert np.abs(thumbnail - grey_thumbnail(picture, 32)).max() <= 1.0   # PIL rounds each box to a grey level
 
 
 def test_close_pairs_by_hand():
