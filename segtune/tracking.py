@@ -22,12 +22,22 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import mlflow
+import requests
+import sqlalchemy.exc
+import urllib3.exceptions
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 from segtune import names
 
 PARENT_TAG = "mlflow.parentRunId"
+TRACKING_ERRORS = (MlflowException, OSError, requests.RequestException, urllib3.exceptions.HTTPError,
+                   sqlalchemy.exc.OperationalError, ImportError)
+"""What a store that cannot be reached raises; anything else is a bug in segtune and is raised, not switched off.
+Measured on mlflow 3.17: an http store with nothing listening, or an unknown host, raises MlflowException over
+requests' ConnectionError (an OSError); a sqlite file that cannot be opened, sqlalchemy's OperationalError;
+postgresql:// without its driver installed, ModuleNotFoundError."""
 # MLflow retries an unreachable server for minutes by default; a search should notice in seconds
 # (the tracker then goes offline). A user's own setting wins.
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
@@ -78,14 +88,14 @@ def without_secret(text: str) -> str:
 
 
 def _tolerant(method):
-    """Logging must never stop a search: the first failure is reported and the tracker goes offline."""
+    """A failing store never stops a search: the first of TRACKING_ERRORS is reported, the tracker goes offline."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if self.failed:
             return None
         try:
             return method(self, *args, **kwargs)
-        except Exception as error:  # noqa: BLE001 - any tracking failure is non-fatal by design
+        except TRACKING_ERRORS as error:
             if not self.failed:
                 reason = without_secret(str(error).splitlines()[0][:300])
                 warnings.warn(f"MLflow logging to {self.tracking_uri} failed ({reason}); "

@@ -4,10 +4,25 @@ import os
 import pickle
 
 import pytest
+import requests
+import sqlalchemy.exc
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from segtune import names
 from segtune.tracking import PARENT_TAG, TRACKING_URI_VARIABLE, Tracker, mask_password, store_uri
+
+
+class FailingClient:
+    """An MLflow client whose every call raises `error`."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+    def __getattr__(self, name):
+        def fail(*args, **kwargs):
+            raise self.error
+        return fail
 
 
 def test_branch_parameters_are_logged_under_names_mlflow_accepts(tmp_path):
@@ -30,6 +45,26 @@ def test_a_stage_run_is_a_tagged_child_of_the_parent_and_skips_non_finite_metric
     assert run.data.tags[PARENT_TAG] == parent and run.data.tags[names.TAG_KIND] == "ensemble"
     assert run.data.metrics == {"mean_test_miou": 0.5}
     assert run.info.status == "FINISHED" and not tracker.failed
+
+
+@pytest.mark.parametrize("error", [MlflowException("API request failed"), requests.ConnectionError("refused"),
+                                   sqlalchemy.exc.OperationalError("SELECT", {}, "unable to open database file")])
+def test_a_store_that_fails_switches_logging_off_with_one_warning(tmp_path, error):
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "t")
+    tracker._client = FailingClient(error)
+    with pytest.warns(UserWarning, match="MLflow logging to .* failed") as warned:
+        assert tracker.start_parent("search", {}) is None
+        tracker.child("trial_1", {"lr": 0.1})  # offline: not tried again, not warned again
+    assert tracker.failed and len(warned) == 1
+
+
+@pytest.mark.parametrize("bug", [TypeError("unsupported operand"), KeyError("trial_id"), AttributeError("no attr")])
+def test_a_coding_bug_is_raised_not_taken_for_an_mlflow_failure(tmp_path, bug):
+    tracker = Tracker(f"sqlite:///{tmp_path}/mlflow.db", "t")
+    tracker._client = FailingClient(bug)
+    with pytest.raises(type(bug)):
+        tracker.start_parent("search", {})
+    assert not tracker.failed
 
 
 def test_a_password_in_the_tracking_uri_is_masked_in_messages_and_pickles_and_sent_as_basic_auth(monkeypatch):

@@ -44,6 +44,19 @@ def colour_map_argument(text: str) -> dict[str, int]:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'R,G,B=class;R,G,B=class'") from None
 
 
+def _bounded(kind, low, high, what: str):
+    """An argparse type: `kind(text)` within [low, high], else a message saying what the option takes."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} from {low} to {high}")
+        return value
+    return parse
+
+
 def ignore_index_argument(text: str) -> int | None:
     return None if text.lower() in ("none", "null") else int(text)
 
@@ -67,10 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--depth", type=int, default=5, help="encoder depth: sizes must divide by 2**depth (default 5)")
     parser.add_argument("--crop", type=size_argument, default=DEFAULT_CROP,
                         help=f"training crop HxW for the tiling plan (default {DEFAULT_CROP[0]}x{DEFAULT_CROP[1]})")
-    parser.add_argument("--hash-threshold", type=int, default=DEFAULT_HASH_THRESHOLD,
+    parser.add_argument("--hash-threshold", type=_bounded(int, 0, HASH_BITS, "a number of bits"),
+                        default=DEFAULT_HASH_THRESHOLD,
                         help=f"largest perceptual-hash distance (of {HASH_BITS} bits) between near-duplicates "
                              f"(default {DEFAULT_HASH_THRESHOLD})")
-    parser.add_argument("--duplicate-correlation", type=float, default=MIN_CORRELATION,
+    parser.add_argument("--duplicate-correlation", type=_bounded(float, -1.0, 1.0, "a correlation"),
+                        default=MIN_CORRELATION,
                         help="smallest correlation of two hash-matched images' departures from the dataset's mean "
                              f"picture for them to count as near-duplicates (default {MIN_CORRELATION}; -1 counts "
                              "every hash match)")

@@ -74,6 +74,16 @@ def test_bad_input_is_reported_as_the_readers_report_it(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("option, value, message", [("--duplicate-correlation", "1.5", "'1.5' is not a correlation"),
+                                                     ("--hash-threshold", "300", "'300' is not a number of bits")])
+def test_duplicate_options_out_of_range_are_refused_naming_the_option(tmp_path, capsys, option, value, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["synthetic", option, value, "--output", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"argument {option}: {message}" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_segtune_command_dispatches_to_inspect(capsys):
     with pytest.raises(SystemExit) as exit_info:
         segtune_main(["inspect", "--help"])
