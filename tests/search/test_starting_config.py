@@ -4,6 +4,7 @@ data calls for; it refuses to overwrite; and a search on colour masks without a 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import fakes
 from fakes import CLASSES, IGNORE
@@ -98,3 +99,10 @@ def test_search_on_colour_masks_without_a_colour_map_says_so_once(tmp_path, caps
     assert len(err.strip().splitlines()) == 1 and "channels" not in err      # one message, not one per mask
     assert f"{root / 'Masks'} holds RGB colour masks (6 of 6 masks)" in err and f"segtune inspect {root}" in err
     assert not list((tmp_path / "results").glob("*/config.yaml"))
+
+
+def test_segtune_lists_and_dispatches_init(capsys):
+    assert segtune_main(["--help"]) == 0 and "init     write a starting search config" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        segtune_main(["init", "--help"])
+    assert exit_info.value.code == 0 and "--force" in capsys.readouterr().out
