@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from search.config import load_config
+from search.config import SearchConfig, load_config
 from segtune.data import DataError, load_dataset
 from segtune.data.errors import ColourMasksWithoutMap
 from segtune.inspect import inspect_dataset
@@ -52,12 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     exclusions = output.with_name("exclusions.txt")
     if output.exists() and not args.force:
         raise SystemExit(f"segtune init: {output} exists; choose another --output or add --force to overwrite it")
-    data, colours = _read(args)
+    data, colour_map, colours = _read(args)
     report = inspect_dataset(data)
     if report["exclusions"] and exclusions.exists() and not args.force:
         raise SystemExit(f"segtune init: {exclusions} exists (the exclusion list is written beside --output); "
                          "move it, choose another --output folder, or add --force to overwrite both")
-    lines, values = starting_config(args.data, data, report, colours, exclusions if report["exclusions"] else None)
+    lines, values = starting_config(args.data, data, report, colour_map, colours,
+                                    exclusions if report["exclusions"] else None)
     load_config(None, values)  # the search refuses nothing it reads from this file
     output.parent.mkdir(parents=True, exist_ok=True)
     if report["exclusions"]:
@@ -70,11 +71,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _read(args):
-    """The dataset as the search will read it, and the mask colours when they were given no colour map."""
+    """The dataset as the search will read it, its colour map (given, suggested or None) and the mask colours
+    counted when none was given."""
     try:
         try:
             return load_dataset(args.data, classes=args.classes, colour_map=args.colour_map,
-                                ignore_index=args.ignore_index), None
+                                ignore_index=args.ignore_index), args.colour_map, None
         except ColourMasksWithoutMap as masks:
             colours = count_colours(masks.mask_files)
             jpeg = [Path(p).name for p in masks.mask_files if Path(p).suffix.lower() in (".jpg", ".jpeg")]
@@ -85,12 +87,12 @@ def _read(args):
                                  f"{args.data}` lists their colours)") from None
             names, colour_map = suggest_colour_map(colours)
             return load_dataset(args.data, classes=tuple(names), colour_map=colour_map,
-                                ignore_index=args.ignore_index), colours
+                                ignore_index=args.ignore_index), colour_map, colours
     except DataError as error:
         raise SystemExit(f"segtune init: {error}") from None
 
 
-def starting_config(data_argument: str, data, report: dict, colours, exclusions: Path | None):
+def starting_config(data_argument: str, data, report: dict, colour_map, colours, exclusions: Path | None):
     """The config's lines (each with its reason) and its values, for load_config to check."""
     size = tuple(report["sizes"][0]["size"])
     resize = _resize(size)
@@ -98,10 +100,10 @@ def starting_config(data_argument: str, data, report: dict, colours, exclusions:
     path = data_argument if data_argument == "synthetic" else str(Path(data_argument).expanduser().resolve())
     space, space_why = _space(data.in_channels, data.num_classes)
     head = [("data", path, f"{report['images']} images, {data.in_channels} channel(s), most {size[0]} x {size[1]} px"),
-            _classes_entry(data, colours, path)]
+            _classes_entry(data, colour_map, colours, path)]
     labelled = sum(row["pixels"] for row in report["class_table"])
     unlabelled = 100 * report["unlabelled_pixels"] / max(1, labelled + report["unlabelled_pixels"])
-    tail = [("ignore_index", data.ignore_index, _ignore_why(path, colours, unlabelled)),
+    tail = [("ignore_index", data.ignore_index, _ignore_why(path, colour_map, unlabelled)),
             ("resize", list(resize) if resize else None,
              f"images are large ({size[0]} x {size[1]}): read halved until the long side is at most {RESIZE_ABOVE} px, "
              f"sides multiples of {TILE_MULTIPLE}" + ("; images of other sizes are stretched to it"
@@ -114,12 +116,11 @@ def starting_config(data_argument: str, data, report: dict, colours, exclusions:
             _exclusion_entry(exclusions, report)]
     lines = [f"# Starting search config written by `segtune init {data_argument}`; every line says why.",
              "# Run: python search/run.py --config <this file>; flags override it (python search/run.py --help).",
-             *_render(head), *(_colour_map_lines(data, colours) if colours else []), *_render(tail),
-             "# Every other option keeps its default (num_samples 12, max_epochs 10 ...): README, Configuration."]
+             *_render(head), *(_colour_map_lines(data, colour_map, colours) if colour_map else []), *_render(tail),
+             f"# Every other option keeps its default (num_samples {SearchConfig.num_samples}, max_epochs "
+             f"{SearchConfig.max_epochs} ...): README, Configuration."]
     values = {key: value for key, value, _ in head + tail if not key.startswith("#")}
-    if colours:
-        values["colour_map"] = suggest_colour_map(colours)[1]
-    return lines, values
+    return lines, {**values, "colour_map": colour_map} if colour_map else values
 
 
 def _resize(size: tuple[int, int]) -> tuple[int, int] | None:
@@ -154,36 +155,42 @@ def _has_classes_json(path: str) -> bool:
     return Path(path).is_dir() and (Path(path) / "classes.json").is_file()
 
 
-def _classes_entry(data, colours, path: str) -> tuple:
+def _classes_entry(data, colour_map, colours, path: str) -> tuple:
     if _has_classes_json(path) and not colours:
         return ("# classes", list(data.classes), f"read from {Path(path) / 'classes.json'}, which wins over a "
                                                  "classes line here")
     return ("classes", list(data.classes),
             "placeholder names, one per mask colour (black guessed as background): rename them" if colours else
-            "class names in index order (no classes.json): placeholders for the mask values unless --classes gave them")
+            "class names in index order (no classes.json): placeholders for the mask values unless --classes gave them"
+            if not colour_map else "class names in index order, for the colour map below")
 
 
-def _colour_map_lines(data, colours) -> list[str]:
-    by_key = {c.key: c for c in colours}
+def _colour_map_lines(data, colour_map: dict[str, int], colours) -> list[str]:
+    """The colour_map block; each colour's share and masks when they were counted (no map given)."""
+    counted = {c.key: c for c in colours or ()}
     lines = ["colour_map:   # mask colour 'R,G,B' -> class index; give colours of one class the same index"]
-    for key, index in suggest_colour_map(colours)[1].items():
-        colour = by_key[key]
-        lines.append(f"  {json.dumps(key) + ':':<16} {index:<3}  # {data.classes[index]}: "
-                     f"{100 * colour.share:.3f}% of mask pixels, in {colour.images} masks")
+    for key, index in colour_map.items():
+        name = data.classes[index] if 0 <= index < data.num_classes else "ignore index: not scored"
+        found = counted.get(key)
+        lines.append(f"  {json.dumps(key) + ':':<16} {index:<3}  # {name}" + (
+            f": {100 * found.share:.3f}% of mask pixels, in {found.images} masks" if found else ", as --colour-map gave"))
     return lines
 
 
-def _ignore_why(path: str, colours, unlabelled: float) -> str:
-    if _has_classes_json(path) and not colours:
+def _ignore_why(path: str, colour_map, unlabelled: float) -> str:
+    if _has_classes_json(path):
         return f"mask value left unscored, as classes.json says (it wins over this line); {unlabelled:.3f}% of pixels"
-    if colours:
-        return "mask value left unscored; no colour maps to it (map an 'unlabelled' colour to it to leave it out)"
+    if colour_map:
+        return (f"class index left unscored ({unlabelled:.3f}% of pixels); map an 'unlabelled' colour to it to leave "
+                "that colour out")
     return f"mask value left unscored ({unlabelled:.3f}% of pixels hold it); null if every pixel is labelled"
 
 
 def _mean_entry(shares: dict[str, float]) -> tuple:
+    """exclude_from_mean for a dominant class that is class 0 or named like background; else a comment."""
     name, share = max(shares.items(), key=lambda item: item[1])
-    if share > BACKGROUND_SHARE and (name == next(iter(shares)) or name.lower() in BACKGROUND_NAMES):
+    first_class = next(iter(shares))
+    if share > BACKGROUND_SHARE and (name == first_class or name.lower() in BACKGROUND_NAMES):
         return ("exclude_from_mean", [name], f"{name} holds {100 * share:.1f}% of labelled pixels: reported, but left "
                                              "out of the mIoU mean so the search ranks trials by the other classes")
     return ("# exclude_from_mean", [], f"no background-like class dominates (largest: {name}, {100 * share:.1f}% "

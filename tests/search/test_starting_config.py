@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fakes
-from fakes import CLASSES, IGNORE
+from fakes import CLASSES, COLOUR_MAP, IGNORE
 from search.config import load_config
 from search.run import main as search_main
 from search.starting_config import _resize
@@ -51,6 +51,17 @@ def test_colour_mask_folder_with_capitalised_folders(tmp_path, capsys):
     data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map, ignore_index=cfg.ignore_index)
     data, excluded = exclude_images(data, cfg.exclude_file)
     assert data.names == ["img_00"] and len(excluded) == 5
+
+
+def test_a_colour_map_and_classes_given_are_written_as_given(tmp_path, capsys):
+    root = fakes.write_colour_folder(tmp_path / "field", n=3)
+    output = tmp_path / "search.yaml"
+    given = "0,0,0=0;255,128,0=0;255,255,255=1;216,67,82=2"     # orange merged into background
+    code, said = init(capsys, root, "--output", output, "--colour-map", given, "--classes", ",".join(CLASSES))
+    assert code == 0, said
+    cfg = load_config(str(output))
+    assert cfg.colour_map == COLOUR_MAP and cfg.classes == CLASSES
+    assert '"255,128,0":     0    # background, as --colour-map gave' in output.read_text()
 
 
 def test_large_grayscale_index_folder_with_dominant_background(tmp_path, capsys):
