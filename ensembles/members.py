@@ -58,14 +58,14 @@ def top_members(paths: ExperimentPaths, k: int, max_epochs: int, skip_similar: b
     """The k best trials with a checkpoint, best first; near-identical configs skipped unless asked."""
     if k < 1:
         raise ValueError(f"option top_k: {k}; an ensemble needs at least one member")
-    rows = [r for r in leaderboard_rows(load_results(paths), max_epochs) if r["checkpoint"] and r["outcome"] != "failed"]
+    rows = [r for r in leaderboard_rows(load_results(paths), max_epochs) if r.checkpoint and r.outcome != "failed"]
     if not rows:
         raise ValueError(f"{paths.root}: no trial has a checkpoint; did the search run any epoch?")
     chosen: list[Member] = []
     for row in rows:
-        if skip_similar and any(near_identical(row["params"], member.params) for member in chosen):
+        if skip_similar and any(near_identical(row.params, member.params) for member in chosen):
             continue
-        chosen.append(Member(row["trial_id"], row["val_miou"], row["params"], local_checkpoint(row["checkpoint"], paths)))
+        chosen.append(Member(row.trial_id, row.val_miou, row.params, local_checkpoint(row.checkpoint, paths)))
         if len(chosen) == k:
             break
     return chosen

@@ -29,7 +29,7 @@ from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, T
 from search.config import SearchConfig, load_config, save_config
 from search.fixed import fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
-from search.report import leaderboard_rows, write_reports
+from search.report import LeaderboardRow, leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
 from spaces import get_recipes, get_space
 from spaces.overrides import validate_space
@@ -39,13 +39,13 @@ from trainables import train_segmentation
 @dataclass
 class SearchOutcome:
     paths: ExperimentPaths
-    leaderboard: list[dict]
+    leaderboard: list[LeaderboardRow]
     parent_run_id: str
     results: tune.ResultGrid
     searcher: AshaAwareOptunaSearch | None
 
     @property
-    def best(self) -> dict | None:
+    def best(self) -> LeaderboardRow | None:
         return self.leaderboard[0] if self.leaderboard else None
 
 
@@ -274,13 +274,13 @@ def load_searcher(paths: ExperimentPaths, max_epochs: int) -> AshaAwareOptunaSea
     return searcher
 
 
-def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[dict]) -> None:
+def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[LeaderboardRow]) -> None:
     print("\n" + format_leaderboard(rows))
-    if rows and rows[0]["checkpoint"]:
+    if rows and rows[0].checkpoint:
         best = rows[0]
-        print(f"\nbest trial {best['trial_id']}: val_miou {best['val_miou']:.4f} after {best['epochs']} epoch(s)")
-        print(f"best config: {json.dumps(best['params'])}")
-        print(f"best checkpoint: {best['checkpoint']}/{names.CHECKPOINT_FILE}")
+        print(f"\nbest trial {best.trial_id}: val_miou {best.val_miou:.4f} after {best.epochs} epoch(s)")
+        print(f"best config: {json.dumps(best.params)}")
+        print(f"best checkpoint: {best.checkpoint}/{names.CHECKPOINT_FILE}")
     print(f"experiment folder: {paths.tune_path}  (leaderboard, plots, config and splits in {paths.segtune})")
     uri = cfg.tracking_uri
     print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")

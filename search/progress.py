@@ -31,13 +31,13 @@ class ProgressLine(tune.Callback):
         print(f"[{trial.trial_id}] FAILED: {last_line} (the search goes on)", flush=True)
 
 
-def format_leaderboard(rows: list[dict], limit: int = 10) -> str:
+def format_leaderboard(rows: list, limit: int = 10) -> str:
+    """The best `limit` LeaderboardRows as a table."""
     header = f"{'rank':>4}  {'trial':<16} {'status':<14} {'epochs':>6} {'val_miou':>8}  params"
     lines = [header, "-" * len(header)]
     for rank, row in enumerate(rows[:limit], 1):
-        params = ", ".join(f"{k}={_short(v)}" for k, v in row["params"].items())
-        lines.append(f"{rank:>4}  {row['trial_id']:<16} {row['outcome']:<14} {row['epochs']:>6} "
-                     f"{row['val_miou']:>8.4f}  {params}")
+        params = ", ".join(f"{k}={_short(v)}" for k, v in row.params.items())
+        lines.append(f"{rank:>4}  {row.trial_id:<16} {row.outcome:<14} {row.epochs:>6} {row.val_miou:>8.4f}  {params}")
     return "\n".join(lines)
 
 

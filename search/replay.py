@@ -34,7 +34,7 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
     fixed = fixed_trial_params(cfg, data, splits)
     parent = tracker.start_parent(cfg.name, cfg.to_dict())
     results = load_results(paths)
-    rows = {row["trial_id"]: row for row in leaderboard_rows(results, cfg.max_epochs)}
+    rows = {row.trial_id: row for row in leaderboard_rows(results, cfg.max_epochs)}
     for result in results:
         trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
         params = {**fixed, **(result.config or {})}
@@ -43,8 +43,8 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
         if frame is not None and names.EPOCH in frame:
             for record in frame.to_dict("records"):
                 tracker.log_epoch(trial_id, params, record)
-        error = _error_text(result) or rows[trial_id]["error"]
-        tracker.close_child(trial_id, params, rows[trial_id]["outcome"], error or None)
+        error = _error_text(result) or rows[trial_id].error
+        tracker.close_child(trial_id, params, rows[trial_id].outcome, error or None)
     for file in [paths.config, paths.splits, paths.leaderboard, paths.exclusions]:
         if file.exists():
             tracker.log_artifact(str(file))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,26 @@ OUTCOME_COLOURS = {"completed": "tab:blue", "early_stopping": "tab:green", "stop
                    "failed": "tab:red"}
 
 
-def leaderboard_rows(results, max_epochs: int) -> list[dict]:
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One trial of a finished search, as the leaderboard (CSV, printed table, ensembles) shows it."""
+    trial_id: str
+    """Ray's trial id."""
+    outcome: str
+    """completed | stopped_early (by ASHA) | early_stopping (own patience) | failed (names.outcome_of)."""
+    epochs: int
+    """Epochs the trial reported."""
+    val_miou: float
+    """Its best validation mIoU; nan when it reported none."""
+    params: dict
+    """Its sampled parameters (Ray's trial config)."""
+    checkpoint: str | None
+    """Folder (local or s3://) of its best checkpoint; None when it saved none."""
+    error: str
+    """The last line of a failed trial's error; empty otherwise."""
+
+
+def leaderboard_rows(results, max_epochs: int) -> list[LeaderboardRow]:
     """One row per trial, best validation mIoU first; failed trials last."""
     rows = []
     for result in results:
@@ -31,16 +51,16 @@ def leaderboard_rows(results, max_epochs: int) -> list[dict]:
         early = has_scores and names.EARLY_STOPPED in frame and bool(frame[names.EARLY_STOPPED].fillna(0).max())
         outcome = names.outcome_of(epochs, max_epochs, early, failed=bool(result.error))
         best = result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE) if has_scores else None
-        rows.append({
-            "trial_id": (result.metrics or {}).get("trial_id") or Path(result.path).name,
-            "outcome": outcome,
-            "epochs": epochs,
-            "val_miou": float(frame[names.VAL_MIOU].max()) if has_scores else float("nan"),
-            "params": dict(result.config or {}),
-            "checkpoint": storage.checkpoint_location(best) if best else None,
-            "error": str(result.error).strip().splitlines()[-1] if result.error else "",
-        })
-    return sorted(rows, key=lambda r: (r["outcome"] == "failed", -np.nan_to_num(r["val_miou"], nan=-1)))
+        rows.append(LeaderboardRow(
+            trial_id=(result.metrics or {}).get("trial_id") or Path(result.path).name,
+            outcome=outcome,
+            epochs=epochs,
+            val_miou=float(frame[names.VAL_MIOU].max()) if has_scores else float("nan"),
+            params=dict(result.config or {}),
+            checkpoint=storage.checkpoint_location(best) if best else None,
+            error=str(result.error).strip().splitlines()[-1] if result.error else "",
+        ))
+    return sorted(rows, key=lambda r: (r.outcome == "failed", -np.nan_to_num(r.val_miou, nan=-1)))
 
 
 def write_reports(paths: ExperimentPaths, rows, results, searcher, data: SegmentationData, splits, tracker) -> None:
@@ -48,9 +68,9 @@ def write_reports(paths: ExperimentPaths, rows, results, searcher, data: Segment
     plots = [plot_history(rows, paths.plot("optimisation_history"))]
     if searcher is not None:
         plots.append(plot_importances(searcher.study, paths.plot("parameter_importances")))
-    best = next((r for r in rows if r["checkpoint"]), None)
+    best = next((r for r in rows if r.checkpoint), None)
     if best:
-        plots.append(plot_predictions(storage.local_checkpoint(best["checkpoint"], paths), data, splits["val"][:4],
+        plots.append(plot_predictions(storage.local_checkpoint(best.checkpoint, paths), data, splits["val"][:4],
                                       paths.plot("best_trial_predictions")))
     for file in [paths.config, paths.splits, paths.leaderboard]:
         tracker.log_artifact(str(file))
@@ -60,13 +80,13 @@ def write_reports(paths: ExperimentPaths, rows, results, searcher, data: Segment
     tracker.log_summary(summary_metrics(rows))
 
 
-def summary_metrics(rows: list[dict]) -> dict:
+def summary_metrics(rows: list[LeaderboardRow]) -> dict:
     """The parent run's metrics: best val mIoU and how the trials ended."""
-    finished = [r for r in rows if r["outcome"] != "failed"]
-    return {names.BEST_VAL_MIOU: max((r["val_miou"] for r in finished), default=0.0),
-            "trials_completed": sum(r["outcome"] == "completed" for r in rows),
-            "trials_stopped_early": sum(r["outcome"] == "stopped_early" for r in rows),
-            "trials_failed": sum(r["outcome"] == "failed" for r in rows)}
+    finished = [r for r in rows if r.outcome != "failed"]
+    return {names.BEST_VAL_MIOU: max((r.val_miou for r in finished), default=0.0),
+            "trials_completed": sum(r.outcome == "completed" for r in rows),
+            "trials_stopped_early": sum(r.outcome == "stopped_early" for r in rows),
+            "trials_failed": sum(r.outcome == "failed" for r in rows)}
 
 
 def _write_csv(path: Path, rows) -> None:
@@ -74,16 +94,16 @@ def _write_csv(path: Path, rows) -> None:
         writer = csv.writer(handle)
         writer.writerow(["rank", "trial_id", "outcome", "epochs", names.VAL_MIOU, "checkpoint", "params", "error"])
         for rank, row in enumerate(rows, 1):
-            writer.writerow([rank, row["trial_id"], row["outcome"], row["epochs"], f"{row['val_miou']:.5f}",
-                             row["checkpoint"] or "", json.dumps(row["params"]), row["error"]])
+            writer.writerow([rank, row.trial_id, row.outcome, row.epochs, f"{row.val_miou:.5f}",
+                             row.checkpoint or "", json.dumps(row.params), row.error])
 
 
 def plot_history(rows, path: Path) -> Path:
-    ordered = sorted(rows, key=lambda r: r["trial_id"])
+    ordered = sorted(rows, key=lambda r: r.trial_id)
     figure, axis = plt.subplots(figsize=(7, 4))
-    best_so_far = np.fmax.accumulate([np.nan_to_num(r["val_miou"]) for r in ordered]) if ordered else []
+    best_so_far = np.fmax.accumulate([np.nan_to_num(r.val_miou) for r in ordered]) if ordered else []
     for number, row in enumerate(ordered):
-        axis.scatter(number, np.nan_to_num(row["val_miou"]), color=OUTCOME_COLOURS[row["outcome"]], s=30)
+        axis.scatter(number, np.nan_to_num(row.val_miou), color=OUTCOME_COLOURS[row.outcome], s=30)
     axis.step(range(len(ordered)), best_so_far, where="post", color="black", label="best so far")
     for outcome, colour in OUTCOME_COLOURS.items():
         axis.scatter([], [], color=colour, label=outcome.replace("_", " "))

@@ -15,15 +15,15 @@ def logged_runs(uri: str):
     return client, runs, parents, children
 
 
-def assert_logged_like(uri: str, leaderboard: list[dict]):
+def assert_logged_like(uri: str, leaderboard: list):
     """One parent and a closed child per trial, each with the leaderboard's outcome and a val mIoU per epoch."""
     client, runs, parents, children = logged_runs(uri)
     assert len(parents) == 1 and len(children) == len(leaderboard)
     assert not [r for r in runs if r.info.status == "RUNNING"]
     by_trial = {r.data.tags[names.TAG_TRIAL_ID]: r for r in children}
     for row in leaderboard:
-        run = by_trial[row["trial_id"]]
-        assert run.data.tags[names.TAG_OUTCOME] == row["outcome"]
+        run = by_trial[row.trial_id]
+        assert run.data.tags[names.TAG_OUTCOME] == row.outcome
         history = client.get_metric_history(run.info.run_id, names.VAL_MIOU)
-        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
+        assert [m.step for m in history] == list(range(1, row.epochs + 1))
     return client, parents, by_trial

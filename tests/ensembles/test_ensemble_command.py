@@ -26,8 +26,8 @@ def built(finished_search):
 def test_members_are_the_top_trials_by_val_miou_without_the_failed_one(built):
     _, outcome, folder = built
     report = json.loads((folder / "report.json").read_text())
-    ranked = [r for r in outcome.leaderboard if r["outcome"] != "failed"]
-    assert [m["trial_id"] for m in report["members"]] == [r["trial_id"] for r in ranked[:3]]
+    ranked = [r for r in outcome.leaderboard if r.outcome != "failed"]
+    assert [m["trial_id"] for m in report["members"]] == [r.trial_id for r in ranked[:3]]
 
 
 def test_probabilities_are_float16_maps_of_val_and_test_images_only(built):

@@ -47,12 +47,12 @@ def test_the_driver_runs_every_trial_and_ranks_them_best_first(dummy_search):
     cfg, outcome, _ = dummy_search
     rows = outcome.leaderboard
     assert len(rows) == cfg.num_samples
-    failed = [r for r in rows if r["outcome"] == "failed"]
-    assert len(failed) == 1 and f"encoder {BROKEN_ENCODER} not found" in failed[0]["error"] and rows[-1] in failed
-    scores = [r["val_miou"] for r in rows[:-1]]
+    failed = [r for r in rows if r.outcome == "failed"]
+    assert len(failed) == 1 and f"encoder {BROKEN_ENCODER} not found" in failed[0].error and rows[-1] in failed
+    scores = [r.val_miou for r in rows[:-1]]
     assert scores == sorted(scores, reverse=True)
-    best_epoch = json.loads((Path(outcome.best["checkpoint"]) / "epoch.json").read_text())["epoch"]
-    assert best_epoch == outcome.best["epochs"]  # the dummy's scores rise: its best checkpoint is its last epoch
+    best_epoch = json.loads((Path(outcome.best.checkpoint) / "epoch.json").read_text())["epoch"]
+    assert best_epoch == outcome.best.epochs  # the dummy's scores rise: its best checkpoint is its last epoch
     assert outcome.paths.config.is_file() and outcome.paths.splits.is_file()
     assert outcome.paths.leaderboard.read_text().count("\n") == 1 + cfg.num_samples
 
@@ -69,15 +69,15 @@ def test_asha_stopped_trials_reach_optuna_as_pruned_with_their_last_score(dummy_
     by_lr = {trial.params["lr"]: trial for trial in outcome.searcher.study.trials}
     states = {"stopped_early": optuna.trial.TrialState.PRUNED, "completed": optuna.trial.TrialState.COMPLETE,
               "failed": optuna.trial.TrialState.FAIL}
-    assert {"stopped_early", "completed"} <= {r["outcome"] for r in outcome.leaderboard}
+    assert {"stopped_early", "completed"} <= {r.outcome for r in outcome.leaderboard}
     for row in outcome.leaderboard:
-        trial = by_lr[row["params"]["lr"]]
-        assert trial.state == states[row["outcome"]], row
-        if row["outcome"] == "stopped_early":  # its last epoch's score, below max_epochs
-            assert row["epochs"] < cfg.max_epochs and max(trial.intermediate_values) == row["epochs"]
-            assert trial.intermediate_values[row["epochs"]] == pytest.approx(row["val_miou"])
-        if row["outcome"] == "completed":
-            assert row["epochs"] == cfg.max_epochs and trial.value == pytest.approx(row["val_miou"])
+        trial = by_lr[row.params["lr"]]
+        assert trial.state == states[row.outcome], row
+        if row.outcome == "stopped_early":  # its last epoch's score, below max_epochs
+            assert row.epochs < cfg.max_epochs and max(trial.intermediate_values) == row.epochs
+            assert trial.intermediate_values[row.epochs] == pytest.approx(row.val_miou)
+        if row.outcome == "completed":
+            assert row.epochs == cfg.max_epochs and trial.value == pytest.approx(row.val_miou)
 
 
 def test_mlflow_holds_the_parent_and_one_closed_child_per_trial_with_its_outcome(dummy_search):
@@ -85,9 +85,9 @@ def test_mlflow_holds_the_parent_and_one_closed_child_per_trial_with_its_outcome
     client, parents, by_trial = assert_logged_like(cfg.tracking_uri, outcome.leaderboard)
     assert parents[0].info.run_id == outcome.parent_run_id and parents[0].info.status == "FINISHED"
     for row in outcome.leaderboard:
-        run = by_trial[row["trial_id"]]
-        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row["outcome"]]
-        assert (BROKEN_ENCODER in run.data.tags.get(names.TAG_ERROR, "")) == (row["outcome"] == "failed")
+        run = by_trial[row.trial_id]
+        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row.outcome]
+        assert (BROKEN_ENCODER in run.data.tags.get(names.TAG_ERROR, "")) == (row.outcome == "failed")
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     assert {"search_config.yaml", "splits.json", "leaderboard.csv", "plots"} <= artifacts
 

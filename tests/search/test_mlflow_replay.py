@@ -25,8 +25,8 @@ def test_replay_logs_a_finished_search_like_live_logging(finished_search, tmp_pa
     client, parents, by_trial = assert_logged_like(uri, outcome.leaderboard)
     assert len(by_trial) == cfg.num_samples
     for row in outcome.leaderboard:
-        if row["outcome"] == "failed":
-            assert "no_such_encoder" in by_trial[row["trial_id"]].data.tags[names.TAG_ERROR]
+        if row.outcome == "failed":
+            assert "no_such_encoder" in by_trial[row.trial_id].data.tags[names.TAG_ERROR]
     assert {"search_config.yaml", "leaderboard.csv", "plots"} <= {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     with pytest.raises(SystemExit, match="already logged"):
         replay_main([str(experiment), "--tracking-uri", uri])

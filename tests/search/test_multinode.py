@@ -81,7 +81,7 @@ def test_a_trial_whose_node_died_continues_from_its_checkpoint_and_every_trial_f
     cfg, outcome, killer, worker = two_node_search
     assert killer.killed_trial is not None, "no trial ran on the worker node"
     assert len(outcome.leaderboard) == cfg.num_samples
-    assert all(r["outcome"] == "completed" and r["epochs"] == cfg.max_epochs for r in outcome.leaderboard)
+    assert all(r.outcome == "completed" and r.epochs == cfg.max_epochs for r in outcome.leaderboard)
     history = epochs_by_node(outcome)[killer.killed_trial]
     assert history[0] == (worker.node_id, 1)
     # After the node died the trial went on from its last checkpoint on the surviving node: epoch 1 was not

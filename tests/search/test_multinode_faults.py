@@ -287,13 +287,13 @@ def test_search_with_mlflow_unreachable_on_two_nodes_completes_warns_once_and_is
     history = trial_history(outcome.paths.root)
     print("\nMLflow unreachable; per trial (epoch@node) and outcome:\n"
           + describe(history, {cluster.head: "head", cluster.worker: "worker"}) + "\n"
-          + "\n".join(f"  {r['trial_id']}: {r['outcome']} after {r['epochs']} epoch(s)" for r in outcome.leaderboard))
+          + "\n".join(f"  {r.trial_id}: {r.outcome} after {r.epochs} epoch(s)" for r in outcome.leaderboard))
     failures = [w for w in offline_search.warnings if w.startswith(f"MLflow logging to {UNREACHABLE} failed")]
     assert len(failures) == 1, offline_search.warnings
     assert "could not be reached during the search" in offline_search.output
     assert "segtune mlflow" in offline_search.output
     assert len(outcome.leaderboard) == cfg.num_samples
-    assert not [r for r in outcome.leaderboard if r["outcome"] == "failed"]
+    assert not [r for r in outcome.leaderboard if r.outcome == "failed"]
     assert {node for epochs in history.values() for node, _ in epochs} == {cluster.head, cluster.worker}
 
     uri = f"sqlite:///{outcome.paths.root.parent}/later.db"
@@ -311,7 +311,7 @@ def test_the_data_reaches_each_node_once_and_trials_read_it_zero_copy_from_the_o
         f"  trial {r['trial_id']} pid {r['pid']} on {'head' if r['node_id'] == cluster.head else 'worker'}: "
         f"{r['read_only']}/{r['arrays']} arrays read-only, {r['in_object_store']} in the object store, "
         f"store file inode {r['store_files']}, first image at offset {r['first_image']['offset']}" for r in records))
-    assert {r["trial_id"] for r in records} == {r["trial_id"] for r in offline_search.outcome.leaderboard}
+    assert {r["trial_id"] for r in records} == {r.trial_id for r in offline_search.outcome.leaderboard}
     assert set(trials_by_node) == {cluster.head, cluster.worker}
     assert max(len(trials) for trials in trials_by_node.values()) >= 2  # more trials than nodes on a node
 

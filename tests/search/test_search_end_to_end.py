@@ -29,25 +29,25 @@ def test_tpe_proposed_the_configs_after_its_startup_trials(finished_search):
 
 def test_asha_stopped_some_trials_and_they_reach_optuna_as_pruned(finished_search):
     cfg, outcome, _ = finished_search
-    stopped = [r for r in outcome.leaderboard if r["outcome"] == "stopped_early"]
-    assert stopped and all(r["epochs"] < cfg.max_epochs for r in stopped)
-    assert any(r["outcome"] == "completed" and r["epochs"] == cfg.max_epochs for r in outcome.leaderboard)
+    stopped = [r for r in outcome.leaderboard if r.outcome == "stopped_early"]
+    assert stopped and all(r.epochs < cfg.max_epochs for r in stopped)
+    assert any(r.outcome == "completed" and r.epochs == cfg.max_epochs for r in outcome.leaderboard)
     states = [t.state for t in outcome.searcher.study.trials]
     assert states.count(optuna.trial.TrialState.PRUNED) == len(stopped)
 
 
 def test_a_failing_trial_is_marked_failed_and_the_search_goes_on(finished_search):
     cfg, outcome, _ = finished_search
-    failed = [r for r in outcome.leaderboard if r["outcome"] == "failed"]
-    assert len(failed) == 1 and "no_such_encoder" in failed[0]["error"]
+    failed = [r for r in outcome.leaderboard if r.outcome == "failed"]
+    assert len(failed) == 1 and "no_such_encoder" in failed[0].error
     assert len(outcome.leaderboard) == cfg.num_samples
 
 
 def test_best_checkpoint_loads_and_predicts(finished_search):
     _, outcome, _ = finished_search
     best = outcome.best
-    assert best["val_miou"] == max(r["val_miou"] for r in outcome.leaderboard if r["outcome"] != "failed")
-    model, trial_cfg = load_model(Path(best["checkpoint"]) / "checkpoint.pt")
+    assert best.val_miou == max(r.val_miou for r in outcome.leaderboard if r.outcome != "failed")
+    model, trial_cfg = load_model(Path(best.checkpoint) / "checkpoint.pt")
     with torch.no_grad():
         logits = model(torch.zeros(2, trial_cfg.in_channels, 64, 64))
     assert logits.shape == (2, 4, 64, 64)
@@ -66,11 +66,11 @@ def test_mlflow_has_one_parent_and_a_closed_child_per_trial(finished_search):
     assert not [r for r in runs if r.info.status == "RUNNING"]
     by_trial = {r.data.tags[names.TAG_TRIAL_ID]: r for r in children}
     for row in outcome.leaderboard:
-        run = by_trial[row["trial_id"]]
-        assert run.data.tags[names.TAG_OUTCOME] == row["outcome"]
-        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row["outcome"]]
+        run = by_trial[row.trial_id]
+        assert run.data.tags[names.TAG_OUTCOME] == row.outcome
+        assert run.info.status == {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}[row.outcome]
         history = client.get_metric_history(run.info.run_id, names.VAL_MIOU)
-        assert [m.step for m in history] == list(range(1, row["epochs"] + 1))
+        assert [m.step for m in history] == list(range(1, row.epochs + 1))
     artifacts = {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     assert {"search_config.yaml", "splits.json", "leaderboard.csv", "plots"} <= artifacts
     plots = {Path(a.path).name for a in client.list_artifacts(outcome.parent_run_id, "plots")}
