@@ -38,7 +38,7 @@ def measure(packing: int, mixed_precision: bool, args, data, splits) -> dict:
                              "steps_per_epoch": args.steps, "mixed_precision": mixed_precision,
                              "channels_last": mixed_precision, "cpus_per_trial": args.cpus_per_trial,
                              "gpus_per_trial": 0 if args.cpu else 1 / packing})
-    fixed = fixed_trial_params(cfg, data, splits)
+    fixed = fixed_trial_params(cfg, data, splits).as_dict()
     cpus = args.cpus_per_trial if not args.cpu else max(1, args.total_cpus // packing)
     trainable = tune.with_resources(tune.with_parameters(train_segmentation, data=data, splits=splits, fixed=fixed),
                                     {"cpu": cpus, "gpu": cfg.gpus_per_trial})

@@ -56,7 +56,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
                   tracking_uri=hide_password(cfg.tracking_uri))
     paths = storage.pull(experiment_paths(cfg.storage_path, cfg.name))
     cfg, data, splits, excluded = _prepare_inputs(cfg, paths, resume)
-    fixed = fixed_trial_params(cfg, data, splits)
+    fixed = fixed_trial_params(cfg, data, splits).as_dict()  # the stages (space check, trainable, MLflow) take dicts
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
     # Ray first: a cluster that cannot be reached leaves no experiment folder and no MLflow run behind

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from search.config import SearchConfig
 from segtune.class_weights import pixel_counts
 from segtune.data import SegmentationData, normalisation_stats
@@ -10,29 +13,72 @@ INTERNAL_IGNORE = 255
 """Padding label when a dataset labels every pixel: no class uses it, every loss skips it."""
 
 
-def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[str, list[str]]) -> dict:
+@dataclass(frozen=True)
+class FixedTrialParams:
+    """The TrialConfig fields every trial of a search shares; each name is the TrialConfig field it sets."""
+    in_channels: int
+    """Image channels: 1 (grayscale) or 3 (RGB)."""
+    num_classes: int
+    """Classes in the masks."""
+    class_names: list[str]
+    """Class names in index order."""
+    ignore_index: int
+    """Mask value no loss or metric counts (INTERNAL_IGNORE when the dataset labels every pixel)."""
+    exclude_from_mean: list[int]
+    """Class indices left out of the mIoU mean (the config's exclude_from_mean, by name there)."""
+    class_pixel_counts: list[int]
+    """Pixels of each class over the training split, for class weights."""
+    mean: list[float]
+    """Per-channel mean of the training images (0..1), for normalisation."""
+    std: list[float]
+    """Per-channel standard deviation of the training images (0..1)."""
+    crop: list[int]
+    """Training crop [H, W]."""
+    max_epochs: int
+    """Epochs a trial may run (ASHA's max_t)."""
+    steps_per_epoch: int | None
+    """Batches per epoch; None for one pass over the training split."""
+    encoder_weights: str | None
+    """Local encoder state-dict file, or None to train from scratch."""
+    num_workers: int
+    """DataLoader workers per trial."""
+    mixed_precision: bool
+    """bf16/fp16 autocast on a GPU."""
+    channels_last: bool
+    """Channels-last memory format on a GPU."""
+    gpu_fraction: float
+    """Share of a GPU each trial may use (1.0 on a CPU)."""
+    seed: int
+    """Seed of every trial."""
+
+    def as_dict(self) -> dict:
+        """Field -> value: what the trainable, the space check and MLflow merge under a trial's sampled parameters."""
+        return dataclasses.asdict(self)
+
+
+def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[str, list[str]]) -> FixedTrialParams:
     unknown = [c for c in cfg.exclude_from_mean if c not in data.classes]
     if unknown:
         raise ValueError(f"option exclude_from_mean: {unknown} not among the classes {list(data.classes)}")
     mean, std = normalisation_stats(data, splits["train"])
     index = data.index_of()
     counts = pixel_counts([data.masks[index[i]] for i in splits["train"]], data.num_classes)
-    return {
-        "in_channels": data.in_channels,
-        "num_classes": data.num_classes,
-        "class_names": list(data.classes),
-        "ignore_index": INTERNAL_IGNORE if data.ignore_index is None else data.ignore_index,
-        "exclude_from_mean": [data.classes.index(c) for c in cfg.exclude_from_mean],
-        "class_pixel_counts": counts,
-        "mean": mean,
-        "std": std,
-        "crop": list(cfg.crop),
-        "max_epochs": cfg.max_epochs,
-        "steps_per_epoch": cfg.steps_per_epoch,
-        "encoder_weights": cfg.encoder_weights,
-        "num_workers": cfg.loader_workers,
-        "mixed_precision": cfg.mixed_precision,
-        "channels_last": cfg.channels_last,
-        "gpu_fraction": min(cfg.gpus_per_trial, 1.0) or 1.0,
-        "seed": cfg.seed,
-    }
+    return FixedTrialParams(
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        class_names=list(data.classes),
+        ignore_index=INTERNAL_IGNORE if data.ignore_index is None else data.ignore_index,
+        exclude_from_mean=[data.classes.index(c) for c in cfg.exclude_from_mean],
+        class_pixel_counts=counts,
+        mean=mean,
+        std=std,
+        crop=list(cfg.crop),
+        max_epochs=cfg.max_epochs,
+        steps_per_epoch=cfg.steps_per_epoch,
+        encoder_weights=cfg.encoder_weights,
+        num_workers=cfg.loader_workers,
+        mixed_precision=cfg.mixed_precision,
+        channels_last=cfg.channels_last,
+        gpu_fraction=min(cfg.gpus_per_trial, 1.0) or 1.0,
+        seed=cfg.seed,
+    )

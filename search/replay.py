@@ -31,7 +31,7 @@ def replay(paths: ExperimentPaths, tracking_uri: str | None = None, force: bool 
     if not force and paths.parent_run.exists() and _run_exists(tracker, paths.parent_run.read_text().strip()):
         raise FileExistsError(f"{paths.tune_path} is already logged in {uri} as run {paths.parent_run.read_text().strip()}; "
                               "pass --force to log it again as a new run")
-    fixed = fixed_trial_params(cfg, data, splits)
+    fixed = fixed_trial_params(cfg, data, splits).as_dict()
     parent = tracker.start_parent(cfg.name, cfg.to_dict())
     results = load_results(paths)
     rows = {row.trial_id: row for row in leaderboard_rows(results, cfg.max_epochs)}

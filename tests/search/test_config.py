@@ -167,7 +167,7 @@ def test_a_relative_encoder_weights_path_still_finds_the_file_from_a_trial_folde
     data = make_synthetic(count=12)
     fixed = fixed_trial_params(cfg, data, make_splits(data, 0.2, 0.2, seed=0))
     monkeypatch.chdir(tmp_path / "weights")  # Ray runs each trial in a folder of its own
-    load_encoder_weights(build_model(TrialConfig()), fixed["encoder_weights"])
+    load_encoder_weights(build_model(TrialConfig()), fixed.encoder_weights)
 
 
 def search_args(tmp_path, *more):

@@ -19,7 +19,7 @@ SAMPLES = 4
 def fixed():
     data = make_synthetic(count=12)
     splits = make_splits(data, 0.2, 0.0, seed=0)
-    params = fixed_trial_params(load_config(None, {"crop": [64, 96]}), data, splits)  # non-square on purpose
+    params = fixed_trial_params(load_config(None, {"crop": [64, 96]}), data, splits).as_dict()  # non-square on purpose
     return data, splits, {**params, "steps_per_epoch": 1, "max_epochs": 4}
 
 

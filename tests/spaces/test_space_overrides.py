@@ -11,7 +11,7 @@ from spaces.overrides import field_name, validate_space
 @pytest.fixture(scope="module")
 def fixed():
     data = make_synthetic(count=12)
-    return fixed_trial_params(load_config(None, {}), data, make_splits(data, 0.2, 0.0, seed=0))
+    return fixed_trial_params(load_config(None, {}), data, make_splits(data, 0.2, 0.0, seed=0)).as_dict()
 
 
 def sample(space, count=40):

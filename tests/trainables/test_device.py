@@ -126,8 +126,8 @@ def test_the_search_config_sets_compute_and_loader_workers_in_one_place(tiny):
     _, data, splits = tiny
     cfg = load_config(None, {"cpus_per_trial": 3, "gpus_per_trial": 0.25, "mixed_precision": False})
     fixed = fixed_trial_params(cfg, data, splits)
-    assert (fixed["num_workers"], fixed["gpu_fraction"], fixed["mixed_precision"], fixed["channels_last"]) == (2, 0.25, False, True)
-    assert fixed_trial_params(load_config(None, {}), data, splits)["gpu_fraction"] == 1.0
-    TrialConfig.from_dict({**fixed, "num_classes": data.num_classes})  # every fixed key is a trial field
+    assert (fixed.num_workers, fixed.gpu_fraction, fixed.mixed_precision, fixed.channels_last) == (2, 0.25, False, True)
+    assert fixed_trial_params(load_config(None, {}), data, splits).gpu_fraction == 1.0
+    TrialConfig.from_dict(fixed.as_dict())  # every fixed key is a trial field
     with pytest.raises(ValueError, match="num_workers.*cpus_per_trial >= 3"):
         load_config(None, {"cpus_per_trial": 1, "num_workers": 2})

@@ -53,7 +53,7 @@ ALTERNATIVES = {
 def setup():
     data = make_synthetic(count=12)
     splits = make_splits(data, 0.25, 0.0, seed=0)
-    fixed = fixed_trial_params(load_config(None, {}), data, splits)
+    fixed = fixed_trial_params(load_config(None, {}), data, splits).as_dict()
     base = {**fixed, "max_epochs": 3, "steps_per_epoch": 2, "batch_size": 4, "lr": 3e-3}
     return data, splits, base
 
