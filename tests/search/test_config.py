@@ -6,17 +6,27 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fakes import make_segmentation_data
 from search.config import SearchConfig, load_config
+from search.fixed import fixed_trial_params
 from search.run import SMOKE_TEST, parse_config
+from spaces import get_space
+from spaces.overrides import validate_space
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "spaces" / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_config_loads(path):
+def test_every_shipped_config_loads_and_its_space_passes_the_drivers_checks(path):
     cfg = load_config(str(path))
     assert isinstance(cfg, SearchConfig)
     assert cfg.data == yaml.safe_load(path.read_text())["data"]
+    # The dataset may not be on this machine: a stand-in with the config's classes gives the settings every trial
+    # shares (classes, crop, epochs ...), which is all the space check needs of the data.
+    classes = cfg.classes or (*cfg.exclude_from_mean, "class_a", "class_b")
+    data = make_segmentation_data([set(range(len(classes)))] * 4, classes=classes)
+    fixed = fixed_trial_params(cfg, data, {"train": list(data.names)}).as_dict()
+    validate_space(get_space(cfg.space, cfg.space_overrides), cfg.space_overrides, fixed, cfg.grace_period)
 
 
 def test_cli_flags_override_the_yaml(tmp_path):
