@@ -76,4 +76,5 @@ def _default_name(search_name: str) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from segtune.cli import run_command  # exit 2 for a refusal, as `segtune ...`
+    raise SystemExit(run_command(main))

@@ -93,4 +93,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from segtune.cli import run_command  # exit 2 for a refusal, as `segtune ...`
+    raise SystemExit(run_command(main))

@@ -210,4 +210,5 @@ def _render(entries) -> list[str]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from segtune.cli import run_command  # exit 2 for a refusal, as `segtune ...`
+    raise SystemExit(run_command(main))

@@ -132,4 +132,5 @@ def _list_colours(masks: ColourMasksWithoutMap, data: str) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from segtune.cli import run_command  # exit 2 for a refusal, as `segtune ...`
+    raise SystemExit(run_command(main))
