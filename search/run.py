@@ -25,6 +25,7 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
 
 from search.config import SearchConfig, field_docs, load_config  # noqa: E402
 from segtune.cli import EXIT_FAILED, EXIT_REFUSED, run_command  # noqa: E402
+from segtune.inspect.run import colour_map_argument  # noqa: E402
 
 # Offline and quiet by default; a user's own setting wins.
 for _key, _value in {"NO_ALBUMENTATIONS_UPDATE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         kind = _argument_type(hints[field.name])
         default_text = f" (default: {field.default})"
         if kind is dict:
-            kind = _parse_overrides if field.name == "space_overrides" else _parse_colour_map
+            kind = _parse_overrides if field.name == "space_overrides" else colour_map_argument
         parser.add_argument(flag, type=kind, default=None, help=docs.get(field.name, "") + default_text)
     return parser
 
@@ -69,14 +70,6 @@ def _parse_bool(text: str) -> bool:
     if value is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not true or false")
     return value
-
-
-def _parse_colour_map(text: str) -> dict:
-    """'255,255,255=1;216,67,82=2' -> {'255,255,255': 1, '216,67,82': 2}"""
-    try:
-        return {key.strip(): int(value) for key, value in (item.split("=") for item in text.split(";") if item)}
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not 'R,G,B=class;R,G,B=class'") from None
 
 
 def _parse_overrides(text: str) -> dict:
