@@ -85,6 +85,7 @@ def test_make_folds_partitions_the_images_reproducibly():
         make_folds(ids[:1], 5, seed=0)
 
 
+@pytest.mark.slow  # fits every candidate on every fold
 def test_protocol_chooses_by_cross_validation_and_never_fits_on_test(tmp_path, monkeypatch):
     masks = striped_masks(8)
     val, test = [f"img{i}" for i in range(6)], ["img6", "img7"]
@@ -116,6 +117,7 @@ def test_unknown_candidate_is_refused_before_any_fitting(tmp_path):
         evaluate_candidates(store, {"a": np.zeros((4, 4), np.uint8)}, ["a"], [], FitSettings(K), candidates=("median",))
 
 
+@pytest.mark.slow  # 200 optimisation steps per stacker
 def test_stackers_learn_to_trust_the_right_member(tmp_path):
     masks = striped_masks(4)
     maps = {"flipped": {i: one_hot((m + 1) % K, 0.9) for i, m in masks.items()},

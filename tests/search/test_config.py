@@ -14,9 +14,12 @@ from spaces import get_space
 from spaces.overrides import validate_space
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "spaces" / "configs").glob("*.yaml"))
+SLOW_CONFIGS = {"cluster_search.yaml"}
+"""Configs whose space offers the large encoders (densenet121, vgg11_bn): checking it builds each of them once."""
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_CONFIGS else p
+                                  for p in CONFIGS], ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_its_space_passes_the_drivers_checks(path):
     cfg = load_config(str(path))
     assert isinstance(cfg, SearchConfig)

@@ -131,6 +131,7 @@ print(sorted({c.laddr.ip for p in [me, *me.children(recursive=True)] for c in p.
 """
 
 
+@pytest.mark.slow  # starts a Ray of its own in a second process
 def test_a_local_search_listens_on_127_0_0_1_only():
     done = subprocess.run([sys.executable, "-c", LISTENING], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

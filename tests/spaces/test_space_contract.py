@@ -46,6 +46,7 @@ def train_one_step(config: dict, fixed) -> float:
     return loss.item()
 
 
+@pytest.mark.slow  # builds and steps every model each space samples: about a minute
 @pytest.mark.parametrize("name", sorted(SPACES))
 def test_every_sampled_configuration_builds_and_trains(name, fixed):
     for config in sampled_configs(SPACES[name], SAMPLES, seed=len(name)):

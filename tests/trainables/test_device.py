@@ -89,6 +89,7 @@ def test_autocast_runs_the_forward_pass_in_half_precision_and_the_loss_in_float3
     assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay float32 (autocast, not .half())
 
 
+@pytest.mark.slow  # two training passes in float16, which CPUs emulate slowly
 def test_fp16_gradients_are_unscaled_before_clipping(tiny, monkeypatch):
     """GradScaler multiplies the loss by 65536; clipping the scaled gradients would clip them all to nothing."""
     cfg, data, splits = tiny

@@ -10,6 +10,10 @@ from segtune.data import make_splits, make_synthetic
 from spaces import SPACES, field_name
 from trainables import TrialConfig, run_trial
 
+# Two 3-epoch trials per parameter (about 6 minutes), and every space sampled 200 times (which builds each
+# model a space offers once): run by plain `pytest` and .ci/run, not by the fast tier.
+pytestmark = pytest.mark.slow
+
 # field -> (a value other than the baseline's, settings the field needs to matter)
 ALTERNATIVES = {
     "architecture": ("UnetPlusPlus", {}),
