@@ -12,7 +12,7 @@ import torch
 from ensembles.probabilities import ProbabilityStore
 from segtune.data import SegmentationData
 from segtune.paths import EnsemblePaths
-from segtune.plots import picture_grid, plt, save_figure
+from segtune.plots import image_and_truth, picture_grid, plt, save_figure
 
 
 def write_table(rows: list[dict], folder: EnsemblePaths, extra: dict) -> list[Path]:
@@ -55,12 +55,9 @@ def plot_test_predictions(combiners: dict, store: ProbabilityStore, data: Segmen
                           path: Path) -> Path:
     """A few test images: image, ground truth, then each candidate's prediction."""
     palette = np.array(data.palette, dtype=np.uint8)
-    index = data.index_of()
     rows = []
     for image_id in ids:
-        image, mask = data.images[index[image_id]], data.masks[index[image_id]]
         stack = torch.from_numpy(store.stack(image_id))[None]
-        pictures = [(image.squeeze(), image_id), (palette[np.where(mask < len(palette), mask, 0)], "ground truth")]
-        rows.append(pictures + [(palette[combiner(stack).argmax(1)[0].numpy()], name)
-                                for name, combiner in combiners.items()])
+        rows.append(image_and_truth(data, image_id) + [(palette[combiner(stack).argmax(1)[0].numpy()], name)
+                                                       for name, combiner in combiners.items()])
     return picture_grid(rows, path)

@@ -15,7 +15,7 @@ from segtune import names, storage
 from segtune.data import SegmentationData
 from segtune.data.dataset import to_tensor
 from segtune.paths import ExperimentPaths
-from segtune.plots import picture_grid, plt, save_figure
+from segtune.plots import image_and_truth, picture_grid, plt, save_figure
 from trainables import load_model, predict_logits
 
 OUTCOME_COLOURS = {"completed": "tab:blue", "early_stopping": "tab:green", "stopped_early": "tab:orange",
@@ -143,8 +143,7 @@ def plot_predictions(checkpoint_file: Path, data: SegmentationData, ids: list[st
     index = data.index_of()
     rows = []
     for image_id in ids:
-        image, mask = data.images[index[image_id]], data.masks[index[image_id]]
+        image = data.images[index[image_id]]
         prediction = predict_logits(model, to_tensor(image, cfg.mean, cfg.std)[None]).argmax(1)[0].numpy()
-        rows.append([(image.squeeze(), image_id), (palette[np.where(mask < len(palette), mask, 0)], "ground truth"),
-                     (palette[prediction], "prediction")])
+        rows.append(image_and_truth(data, image_id) + [(palette[prediction], "prediction")])
     return picture_grid(rows, path)

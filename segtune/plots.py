@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the headless backend)
@@ -21,6 +22,13 @@ def picture_grid(rows: list[list[tuple]], path: Path, cell: float = 2.8) -> Path
         for axis in axes[r]:
             axis.axis("off")
     return save_figure(figure, path)
+
+
+def image_and_truth(data, image_id: str) -> list[tuple]:
+    """A prediction row's first two pictures: the image, and its mask in the dataset's palette (ignored pixels as 0)."""
+    index = data.index_of()[image_id]
+    image, mask, palette = data.images[index], data.masks[index], np.array(data.palette, dtype=np.uint8)
+    return [(image.squeeze(), image_id), (palette[np.where(mask < len(palette), mask, 0)], "ground truth")]
 
 
 def save_figure(figure, path: Path) -> Path:
