@@ -1,30 +1,53 @@
 """The search driver (search/run.py) as a separate process, to kill it mid-search as a user or a crash would."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(ROOT / "search" / "run.py")]
 
 
-def kill_after_finished_trials(args: list[str], cwd, env: dict | None = None, trials: int = 2, epochs: int = 2,
-                               timeout: float = 240) -> str:
-    """Start search/run.py ARGS, SIGKILL it once `trials` trials reported epoch `epochs`; returns its output."""
+def kill_once_trials_finished(args: list[str], cwd, saved_state: Callable[[], str | None], env: dict | None = None,
+                              finished: int = 2, timeout: float = 240) -> tuple[str, dict[str, str]]:
+    """Start search/run.py ARGS and SIGKILL it once the experiment state Ray Tune saved last holds `finished`
+    finished (TERMINATED) trials: what --resume reads, so those trials must not be trained again.
+
+    saved_state() returns the text of the newest experiment_state-*.json (None before there is one). Returns the
+    driver's output and trial id -> status in the state saved before the kill.
+    """
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([*RUN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               cwd=cwd)
     seen, deadline = [], time.time() + timeout
-    for line in driver.stdout:
-        seen.append(line)
-        if sum(f" epoch {epochs}/{epochs}]" in s for s in seen) >= trials or time.time() > deadline:
+    threading.Thread(target=lambda: seen.extend(driver.stdout), daemon=True).start()
+    while driver.poll() is None and time.time() < deadline:
+        if list(_statuses(saved_state).values()).count("TERMINATED") >= finished:
             break
+        time.sleep(0.2)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
-    return "".join(seen)
+    return "".join(seen), _statuses(saved_state)
+
+
+def newest_state(experiment: Path) -> str | None:
+    """The text of the experiment state Ray Tune saved last in a local experiment folder."""
+    states = sorted(experiment.glob("experiment_state-*.json"))  # named by the time they were started
+    return states[-1].read_text() if states else None
+
+
+def _statuses(saved_state: Callable[[], str | None]) -> dict[str, str]:
+    try:
+        state = json.loads(saved_state() or '{"trial_data": []}')
+    except ValueError:  # caught mid-write: not saved yet
+        return {}
+    return {trial["trial_id"]: trial["status"] for trial in (json.loads(data) for data, _ in state["trial_data"])}
 
 
 def run_driver(args: list[str], cwd, env: dict | None = None, timeout: float = 400) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from mlflow.tracking import MlflowClient
 
-from drivers import kill_after_finished_trials, run_driver
+from drivers import kill_once_trials_finished, run_driver
 from ensembles.run import main as ensemble_main
 from search.driver import latest_experiment, load_searcher
 from search.experiment import open_experiment
@@ -73,11 +73,16 @@ def resumed_s3_search(s3_server, tmp_path_factory):
     uri = f"sqlite:///{workdir}/mlflow.db"
     args = ["--smoke-test", "--num-samples", "5", "--max-concurrent-trials", "1", "--name", "s3search",
             "--storage-path", STORAGE, "--tracking-uri", uri]
-    output = kill_after_finished_trials(args, workdir, env)
     prefix = "results/s3search/"
-    finished_before = {key.split("/")[0]: read(client, prefix + key).count("\n")
-                       for key in objects(client, prefix) if key.endswith("/result.json")}
-    assert finished_before, output
+
+    def saved_state():  # the newest experiment_state-*.json in the bucket: what --resume reads
+        states = sorted(key for key in objects(client, prefix) if key.startswith("experiment_state-"))
+        return read(client, prefix + states[-1]) if states else None
+
+    output, statuses = kill_once_trials_finished(args, workdir, saved_state, env)
+    finished_before = {f"trial_{trial}": read(client, f"{prefix}trial_{trial}/result.json")
+                       for trial, status in statuses.items() if status == "TERMINATED"}
+    assert 2 <= len(finished_before) < 5, output  # killed mid-search, with finished trials the resume must keep
     resumed = run_driver(["--resume", "--name", "s3search", "--storage-path", STORAGE], workdir, env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     return workdir, uri, client, prefix, finished_before
@@ -93,10 +98,10 @@ def test_a_killed_search_resumes_from_the_bucket_without_rerunning_finished_tria
         assert row["checkpoint"].removeprefix(f"s3://{BUCKET}/{prefix}") + "/checkpoint.pt" in stored
     assert {"segtune/search_config.yaml", "segtune/splits.json", "segtune/mlflow_parent_run_id.txt",
             "segtune/plots/optimisation_history.png", "segtune/plots/best_trial_predictions.png"} <= set(stored)
-    for trial, lines in finished_before.items():  # a trial that had finished was not trained again
+    for trial, results in finished_before.items():  # a trial that had finished was not trained again
+        assert read(client, f"{prefix}{trial}/result.json") == results
         row = next(r for r in rows if f"trial_{r['trial_id']}" == trial)
-        if int(row["epochs"]) == lines:
-            assert read(client, f"{prefix}{trial}/result.json").count("\n") == lines
+        assert int(row["epochs"]) == results.count("\n")
     assert not (workdir / "segtune_results").exists() and not (workdir / "s3search").exists()
     searcher = load_searcher(experiment_paths(STORAGE, "s3search"), max_epochs=2)
     assert len(searcher.study.trials) == 5  # the Optuna study was restored from the bucket, not restarted

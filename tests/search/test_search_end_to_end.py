@@ -9,7 +9,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from drivers import kill_after_finished_trials, run_driver
+from drivers import kill_once_trials_finished, newest_state, run_driver
 from search.driver import load_searcher
 from segtune import names
 from segtune.paths import experiment_paths
@@ -89,20 +89,20 @@ def test_splits_and_config_are_saved_with_the_experiment(finished_search):
 def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     args = ["--smoke-test", "--num-samples", "5", "--max-concurrent-trials", "1", "--name", "killed",
             "--storage-path", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
-    output = kill_after_finished_trials(args, tmp_path)
     experiment = tmp_path / "killed"
-    finished_before = {p.parent.name: p.read_text().count("\n") for p in experiment.glob("trial_*/result.json")}
-    assert finished_before, output
+    output, statuses = kill_once_trials_finished(args, tmp_path, lambda: newest_state(experiment))
+    finished_before = {f"trial_{trial}": (experiment / f"trial_{trial}" / "result.json").read_text()
+                       for trial, status in statuses.items() if status == "TERMINATED"}
+    assert 2 <= len(finished_before) < 5, output  # killed mid-search, with finished trials the resume must keep
 
     resumed = run_driver(["--resume", "--name", "killed", "--storage-path", str(tmp_path)], tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     rows = list(csv_rows(experiment / "segtune" / "leaderboard.csv"))
     assert len(rows) == 5 and all(r["outcome"] != "failed" for r in rows)
-    for trial, lines in finished_before.items():  # a trial that had finished was not trained again
-        result_lines = (experiment / trial / "result.json").read_text().count("\n")
+    for trial, results in finished_before.items():  # a trial that had finished was not trained again
+        assert (experiment / trial / "result.json").read_text() == results
         row = next(r for r in rows if f"trial_{r['trial_id']}" == trial)
-        if int(row["epochs"]) == lines:
-            assert result_lines == lines
+        assert int(row["epochs"]) == results.count("\n")
     searcher = load_searcher(experiment_paths(str(tmp_path), "killed"), max_epochs=2)
     assert len(searcher.study.trials) == 5  # the study from before the kill was restored, not restarted
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
