@@ -107,6 +107,7 @@ def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int
     except (ValueError, KeyError) as error:  # the data or a search option, whatever the space samples
         raise ValueError(f"the dataset and search options give every trial an invalid setting: {error}") from None
     blamed = "space_overrides" if overrides else "space"
+    _refuse_unknown_encoders(overrides or {})
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen, longest_warmup = set(), 0
     for _ in range(samples):
@@ -131,3 +132,15 @@ def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int
         raise ValueError(f"option grace_period: the space warms up with cross-entropy for up to {longest_warmup} "
                          f"epoch(s); set grace_period to at least {longest_warmup + 1} so ASHA judges trials after "
                          "the switch")
+
+
+def _refuse_unknown_encoders(overrides: dict) -> None:
+    """An encoder name neither smp nor timm knows fails only inside trials (the scSE probe swallows it): refuse it here."""
+    from trainables.model import encoder_exists
+    for param, rule in overrides.items():
+        if field_name(param) == "encoder":
+            unknown = [name for name in (rule if isinstance(rule, list) else [rule]) if not encoder_exists(str(name))]
+            if unknown:
+                raise ValueError(f"option space_overrides.{param}: {unknown} are not encoders smp or timm know; use "
+                                 "an smp encoder name (resnet18, efficientnet-b0...) or tu-<timm model> "
+                                 "(tu-resnet18; timm.list_models() lists them)")

@@ -6,6 +6,7 @@ import functools
 from pathlib import Path
 
 import segmentation_models_pytorch as smp
+import timm
 import torch
 import torch.nn.functional as F
 
@@ -24,6 +25,13 @@ def is_valid_combination(architecture: str, encoder: str, depth: int) -> bool:
     if architecture == "FPN" and depth != 5:
         return False  # FPN returns 2x or 4x too large maps below depth 5
     return not (architecture == "DeepLabV3Plus" and encoder.startswith(_NO_DILATION))
+
+
+def encoder_exists(name: str) -> bool:
+    """Whether smp builds encoder `name`: one of its own, or tu-<a timm model name>."""
+    if name.startswith("tu-"):
+        return timm.is_model(name.removeprefix("tu-"))
+    return name in smp.encoders.get_encoder_names()
 
 
 @functools.lru_cache(maxsize=None)

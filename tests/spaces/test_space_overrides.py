@@ -66,3 +66,12 @@ def test_a_dataset_no_trial_can_take_is_not_blamed_on_space_overrides(fixed):
         validate_space(get_space("default"), None, {**fixed, "num_classes": 1, "class_names": ["background"],
                                                     "class_pixel_counts": [10], "exclude_from_mean": []}, 2)
     assert "num_classes 1 must be >= 2" in str(error.value) and "space_overrides" not in str(error.value)
+
+
+@pytest.mark.parametrize("encoder", [["tu-resnet18", "tu-resnet19"], "resnet19", ["no_such_encoder"]])
+def test_an_encoder_neither_smp_nor_timm_knows_is_refused_naming_it(fixed, encoder):
+    # smp's scSE probe swallows the error of an unknown encoder, so without this check it failed in every trial
+    overrides = {"encoder": encoder}
+    with pytest.raises(ValueError, match=r"option space_overrides.encoder: \['(tu-)?(resnet19|no_such_encoder)'\] "
+                                         r"are not encoders smp or timm know"):
+        validate_space(get_space("default", overrides), overrides, fixed, grace_period=2)
