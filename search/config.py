@@ -19,6 +19,12 @@ from segtune.tiling import TILE_MULTIPLE
 from spaces import SPACES
 
 
+SAMPLERS = ("tpe", "random", "gp")
+"""Optuna samplers a search may use (search/searcher.py builds them)."""
+SCHEDULERS = ("asha", "hyperband", "fifo")
+"""Ray Tune schedulers a search may use (search/driver.py builds them)."""
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     # data
@@ -53,14 +59,28 @@ class SearchConfig:
     """Number of trials."""
     time_budget_s: float | None = None
     """Stop starting and running trials after this many seconds; null for no limit."""
+    epoch_budget: int | None = None
+    """Stop starting and running trials once they have run this many epochs in all (summed over trials); null for no limit."""
+    sampler: str = "tpe"
+    """Who proposes trials: tpe (Optuna TPE), random (RandomSampler) or gp (GPSampler, which learns only from completed trials)."""
+    tpe_multivariate: bool = True
+    """tpe: model the parameters jointly (Optuna's multivariate TPE) rather than one at a time."""
+    tpe_group: bool = True
+    """tpe: split a conditional space into groups of parameters sampled together; needs tpe_multivariate."""
+    tpe_constant_liar: bool = True
+    """tpe: treat running trials as bad so concurrent proposals stay apart."""
+    scheduler: str = "asha"
+    """Who stops trials early: asha, hyperband (asynchronous, hyperband_brackets brackets) or fifo (none)."""
+    hyperband_brackets: int = 3
+    """hyperband: brackets, bracket k's first rung at grace_period * reduction_factor**k epochs."""
     max_epochs: int = 10
     """Epochs a trial may run (ASHA's max_t)."""
     grace_period: int = 2
-    """Epochs every trial runs before ASHA may stop it."""
+    """Epochs every trial runs before ASHA (or hyperband) may stop it."""
     reduction_factor: int = 2
-    """ASHA keeps 1/reduction_factor of trials at each rung."""
+    """ASHA (or hyperband) keeps 1/reduction_factor of trials at each rung."""
     n_startup_trials: int = 4
-    """Random trials before TPE proposes; must be below num_samples."""
+    """Random trials before TPE (or gp) proposes; must be below num_samples."""
     max_concurrent_trials: int = 2
     """Trials running at once; small so TPE learns from finished rungs."""
     steps_per_epoch: int | None = None
@@ -80,7 +100,9 @@ class SearchConfig:
     encoder_weights: str | None = None
     """Local encoder state-dict file (made absolute when read); null trains from scratch (nothing is downloaded)."""
     seed: int = 0
-    """Seed for splits, the sampler and every trial."""
+    """Seed for the sampler, every trial and (unless split_seed is set) the splits."""
+    split_seed: int | None = None
+    """Seed for carving the val/test splits; null uses seed (set it to compare seeds on the same splits)."""
     # outputs
     name: str | None = None
     """Experiment name: the results folder under storage_path and the MLflow parent run; null makes segtune-<space>-<time>."""
@@ -105,14 +127,27 @@ class SearchConfig:
             need(not isinstance(rule, dict) or all(_is_number(rule.get(end)) for end in ("low", "high")),
                  f"space_overrides.{param}", f"a range needs numbers for low and high, got {rule}")
         need(self.num_samples >= 1, "num_samples", "must be >= 1")
-        need(0 <= self.n_startup_trials < self.num_samples or self.num_samples == 1, "n_startup_trials",
-             f"{self.n_startup_trials} must be below num_samples ({self.num_samples}) or TPE never proposes")
+        need(self.sampler in SAMPLERS, "sampler", f"{self.sampler!r} is not one of {list(SAMPLERS)}")
+        need(self.scheduler in SCHEDULERS, "scheduler", f"{self.scheduler!r} is not one of {list(SCHEDULERS)}")
+        need(0 <= self.n_startup_trials < self.num_samples or self.num_samples == 1 or self.sampler == "random",
+             "n_startup_trials", f"{self.n_startup_trials} must be below num_samples ({self.num_samples}) or "
+             f"{self.sampler.upper()} never proposes")
+        need(self.tpe_multivariate or not self.tpe_group, "tpe_group",
+             "Optuna's group TPE works only with tpe_multivariate: true; set tpe_group: false or tpe_multivariate: true")
+        need(self.epoch_budget is None or self.epoch_budget >= 1, "epoch_budget",
+             "must be >= 1 epoch, or null for no limit")
         need(self.max_epochs >= 1, "max_epochs", "must be >= 1")
         need(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
              "must be >= 1, or null for one pass over the training split")
         need(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 seconds, or null for no limit")
         need(1 <= self.grace_period <= self.max_epochs, "grace_period", "must be between 1 and max_epochs")
         need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        need(self.hyperband_brackets >= 1, "hyperband_brackets", "must be >= 1")
+        first_rung = self.grace_period * self.reduction_factor ** (self.hyperband_brackets - 1)
+        need(self.scheduler != "hyperband" or first_rung < self.max_epochs, "hyperband_brackets",
+             f"{self.hyperband_brackets} brackets put the last one's first rung at grace_period * reduction_factor**"
+             f"{self.hyperband_brackets - 1} = {first_rung} epochs, not below max_epochs ({self.max_epochs}): its trials "
+             "would never be judged; use fewer brackets or more max_epochs")
         need(self.max_concurrent_trials >= 1, "max_concurrent_trials", "must be >= 1")
         need(0 <= self.val_fraction < 1 and 0 <= self.test_fraction < 1, "val_fraction/test_fraction", "must be in [0, 1)")
         need(min(self.crop) >= TILE_MULTIPLE and all(c % TILE_MULTIPLE == 0 for c in self.crop), "crop",
@@ -136,6 +171,11 @@ class SearchConfig:
             object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))
             need(Path(self.encoder_weights).is_file(), "encoder_weights",
                  f"{self.encoder_weights} is not a file; give a local encoder state-dict (.pt/.pth) or null")
+
+    @property
+    def splits_seed(self) -> int:
+        """The seed the val/test splits are carved with."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def loader_workers(self) -> int:

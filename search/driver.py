@@ -19,13 +19,14 @@ import ray
 import yaml
 from ray._private import ray_constants, services as ray_services  # Ray is pinned (pyproject.toml)
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from segtune import names, storage
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
 from segtune.inspect import duplicate_groups
 from segtune.paths import ExperimentPaths, experiment_paths, is_remote
 from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, Tracker, hide_password
+from search.budget import EpochLog
 from search.config import SearchConfig, load_config, save_config
 from search.fixed import fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
@@ -76,9 +77,10 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
         tracker.log_artifact(str(paths.exclusions))
     trial_function = tune.with_resources(tune.with_parameters(trainable, data=data, splits=splits, fixed=fixed),
                                          {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
+    epoch_log = EpochLog(cfg.epoch_budget)
     try:
         tuner = (_restore_tuner(paths, trial_function) if resume
-                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space))
+                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space, epoch_log))
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()
@@ -87,6 +89,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
         print(_resume_hint(cfg))
         raise
     searcher = load_searcher(paths, cfg.max_epochs)
+    if not resume:  # a restored Tuner logs to the EpochLog it was built with, not to this one
+        epoch_log.write(paths.epochs)
     tracker.close_open_children()
     rows = leaderboard_rows(results, cfg.max_epochs)
     write_reports(paths, rows, results, searcher, data, splits, tracker)
@@ -116,7 +120,7 @@ def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
     # a resumed search reads the list it saved, not the (maybe since edited) original
     data, excluded = exclude_images(data, paths.exclusions if resume and paths.exclusions.exists() else cfg.exclude_file)
     if not resume:
-        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.seed, groups=duplicate_groups(data))
+        splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.splits_seed, groups=duplicate_groups(data))
     return cfg, data, splits, excluded
 
 
@@ -228,27 +232,39 @@ def _wait_for_cluster(address: str, timeout_s: float) -> None:
             time.sleep(0.5)
 
 
-def _build_tuner(cfg, paths, trainable, tracker, fixed, space) -> tune.Tuner:
+def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochLog) -> tune.Tuner:
     # metric and mode go to the searcher and the scheduler: Ray does not pass TuneConfig's on
     # to a searcher built with a define-by-run space.
     objective = {"metric": names.OBJECTIVE, "mode": names.OBJECTIVE_MODE}
     recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else None
-    searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg.seed, cfg.n_startup_trials),
+    searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg),
                                      points_to_evaluate=recipes or None, max_epochs=cfg.max_epochs, **objective)
-    scheduler = ASHAScheduler(time_attr="training_iteration", max_t=cfg.max_epochs, grace_period=cfg.grace_period,
-                              reduction_factor=cfg.reduction_factor, **objective)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher,
-                                    scheduler=scheduler, num_samples=cfg.num_samples, time_budget_s=cfg.time_budget_s,
+                                    scheduler=build_scheduler(cfg), num_samples=cfg.num_samples,
+                                    time_budget_s=cfg.time_budget_s,
                                     max_concurrent_trials=cfg.max_concurrent_trials, reuse_actors=True,
                                     trial_dirname_creator=lambda trial: f"trial_{trial.trial_id}"),
         run_config=tune.RunConfig(
-            name=cfg.name, storage_path=paths.tune_path.rpartition("/")[0], verbose=0,
+            name=cfg.name, storage_path=paths.tune_path.rpartition("/")[0], verbose=0, stop=epoch_log,
             callbacks=[MlflowTrialCallback(tracker, fixed, cfg.max_epochs), ProgressLine(cfg.num_samples, cfg.max_epochs)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2, checkpoint_score_attribute=names.OBJECTIVE,
                                                     checkpoint_score_order=names.OBJECTIVE_MODE),
             failure_config=tune.FailureConfig(max_failures=cfg.max_failures)))
+
+
+def build_scheduler(cfg: SearchConfig) -> TrialScheduler:
+    """The Ray Tune scheduler cfg.scheduler names. hyperband is Ray's asynchronous HyperBand (ASHA over several
+    brackets): Ray's synchronous HyperBandScheduler pauses a trial until every live trial of its bracket reaches
+    the rung, so under max_concurrent_trials (small, for TPE) it halves among the one or two trials that happen
+    to be live; its HyperBandForBOHB variant needs Ray's BOHB searcher, not Optuna."""
+    if cfg.scheduler == "fifo":
+        return FIFOScheduler()
+    return AsyncHyperBandScheduler(time_attr="training_iteration", metric=names.OBJECTIVE, mode=names.OBJECTIVE_MODE,
+                                   max_t=cfg.max_epochs, grace_period=cfg.grace_period,
+                                   reduction_factor=cfg.reduction_factor,
+                                   brackets=cfg.hyperband_brackets if cfg.scheduler == "hyperband" else 1)
 
 
 def _restore_tuner(paths: ExperimentPaths, trainable) -> tune.Tuner:

@@ -50,7 +50,7 @@ def leaderboard_rows(results, max_epochs: int) -> list[LeaderboardRow]:
         epochs = int(frame[names.EPOCH].max()) if has_scores else 0
         early = has_scores and names.EARLY_STOPPED in frame and bool(frame[names.EARLY_STOPPED].fillna(0).max())
         outcome = names.outcome_of(epochs, max_epochs, early, failed=bool(result.error))
-        best = result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE) if has_scores else None
+        best = _best_checkpoint(result) if has_scores else None
         rows.append(LeaderboardRow(
             trial_id=(result.metrics or {}).get("trial_id") or Path(result.path).name,
             outcome=outcome,
@@ -61,6 +61,15 @@ def leaderboard_rows(results, max_epochs: int) -> list[LeaderboardRow]:
             error=str(result.error).strip().splitlines()[-1] if result.error else "",
         ))
     return sorted(rows, key=lambda r: (r.outcome == "failed", -np.nan_to_num(r.val_miou, nan=-1)))
+
+
+def _best_checkpoint(result):
+    """The trial's best checkpoint; None when it kept none (a search ended by epoch_budget or time_budget_s
+    stops a running trial before Ray has kept the checkpoint of its last report)."""
+    try:
+        return result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE)
+    except RuntimeError:
+        return None
 
 
 def write_reports(paths: ExperimentPaths, rows, results, searcher, data: SegmentationData, splits, tracker) -> None:

@@ -1,4 +1,4 @@
-"""Optuna TPE behind Ray Tune, with ASHA-stopped trials told to Optuna as PRUNED.
+"""Optuna's sampler (TPE, random or GP) behind Ray Tune, with ASHA-stopped trials told to Optuna as PRUNED.
 
 Ray's OptunaSearch tells Optuna that a trial ASHA stopped is COMPLETE with its last, early
 score, so TPE ranks an epoch-1 score against epoch-6 scores. Here a stopped trial is told
@@ -16,16 +16,27 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from search.config import SearchConfig
 from segtune import names
 
 
-def build_sampler(seed: int, n_startup_trials: int) -> optuna.samplers.TPESampler:
+def build_sampler(cfg: SearchConfig) -> optuna.samplers.BaseSampler:
+    """The Optuna sampler cfg.sampler names, seeded with cfg.seed."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if cfg.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=cfg.seed)
+    if cfg.sampler == "gp":
+        # GP models only the parameters every finished trial has (Optuna's intersection space); a conditional
+        # parameter is drawn at random, which it would warn about on every trial. It learns from COMPLETE
+        # trials only: an ASHA-stopped (PRUNED) trial is invisible to it.
+        return optuna.samplers.GPSampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials,
+                                         warn_independent_sampling=False)
     # multivariate + group model the conditional spaces jointly; constant_liar keeps
     # concurrent proposals apart while earlier trials are still running.
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials, multivariate=True,
-                                      group=True, constant_liar=True)
+    return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.n_startup_trials,
+                                      multivariate=cfg.tpe_multivariate, group=cfg.tpe_group,
+                                      constant_liar=cfg.tpe_constant_liar)
 
 
 class AshaAwareOptunaSearch(OptunaSearch):

@@ -88,6 +88,11 @@ class ExperimentPaths:
         return self.segtune / "leaderboard.csv"
 
     @property
+    def epochs(self) -> Path:
+        """Every epoch a trial reported, in the order the driver received it (search/budget.py)."""
+        return self.segtune / "epochs.csv"
+
+    @property
     def parent_run(self) -> Path:
         return self.segtune / "mlflow_parent_run_id.txt"
 

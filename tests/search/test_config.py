@@ -111,6 +111,47 @@ def test_bad_yaml_values_exit_with_a_message_naming_the_option(tmp_path, line, s
     assert stop.value.code.startswith(f"segtune search: {says}")
 
 
+@pytest.mark.parametrize("values, says", [
+    ({"sampler": "cmaes"}, "option sampler: 'cmaes' is not one of ['tpe', 'random', 'gp']"),
+    ({"scheduler": "pbt"}, "option scheduler: 'pbt' is not one of ['asha', 'hyperband', 'fifo']"),
+    ({"tpe_multivariate": False}, "option tpe_group: Optuna's group TPE works only with tpe_multivariate: true"),
+    ({"tpe_group": "yes"}, "option tpe_group: 'yes' is not true or false"),
+    ({"sampler": "gp", "num_samples": 4, "n_startup_trials": 4}, "option n_startup_trials: 4 must be below "
+                                                                 "num_samples (4) or GP never proposes"),
+    ({"scheduler": "hyperband", "hyperband_brackets": 0}, "option hyperband_brackets: must be >= 1"),
+    # brackets' first rungs at 2, 4, 8, 16 epochs: the last is beyond max_epochs 10
+    ({"scheduler": "hyperband", "hyperband_brackets": 4}, "option hyperband_brackets: 4 brackets put the last one's "
+                                                          "first rung at grace_period * reduction_factor**3 = 16 epochs"),
+    ({"epoch_budget": 0}, "option epoch_budget: must be >= 1 epoch, or null for no limit"),
+    ({"split_seed": 1.5}, "option split_seed: 1.5 is not an integer or null"),
+])
+def test_bad_strategy_options_are_refused_with_what_to_do(values, says):
+    with pytest.raises(ValueError) as refused:
+        load_config(None, values)
+    assert str(refused.value).startswith(says)
+
+
+def test_strategy_options_build_their_sampler_and_scheduler():
+    import optuna
+    from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+    from search.driver import build_scheduler
+    from search.searcher import build_sampler
+    tpe = build_sampler(load_config(None, {"tpe_group": False, "tpe_multivariate": False}))
+    assert isinstance(tpe, optuna.samplers.TPESampler) and not tpe._multivariate and not tpe._group
+    assert isinstance(build_sampler(load_config(None, {"sampler": "random"})), optuna.samplers.RandomSampler)
+    assert isinstance(build_sampler(load_config(None, {"sampler": "gp"})), optuna.samplers.GPSampler)
+    assert isinstance(build_scheduler(load_config(None, {"scheduler": "fifo"})), FIFOScheduler)
+    asha = build_scheduler(load_config(None, {}))
+    hyperband = build_scheduler(load_config(None, {"scheduler": "hyperband", "hyperband_brackets": 3}))
+    assert isinstance(asha, AsyncHyperBandScheduler) and len(asha._brackets) == 1 and len(hyperband._brackets) == 3
+    # bracket k's first rung at grace_period 2 * reduction_factor 2 ** k: 2, 4, 8 epochs
+    assert [min(rung[0] for rung in bracket._rungs) for bracket in hyperband._brackets] == [2, 4, 8]
+
+
+def test_a_random_search_needs_no_startup_trials_below_num_samples():
+    assert load_config(None, {"sampler": "random", "num_samples": 4, "n_startup_trials": 4}).sampler == "random"
+
+
 def test_yaml_reads_exponents_without_a_dot_as_numbers(tmp_path):
     file = tmp_path / "c.yaml"
     file.write_text("time_budget_s: 1e3\nspace_overrides: {lr: {low: 1e-4, high: 1e-2}}\n")

@@ -10,9 +10,11 @@ import time
 from pathlib import Path
 
 import optuna
+import yaml
 import pytest
 import ray
 
+import search
 import search.report
 from fakes import BROKEN_ENCODER, dummy_trainable
 from mlflow_runs import assert_logged_like
@@ -138,3 +140,41 @@ def test_a_local_search_listens_on_127_0_0_1_only():
     nodes, listening = done.stdout.strip().splitlines()[-2:]
     assert nodes == "['127.0.0.1']"
     assert listening and all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip in eval(listening)), listening
+
+
+def dummy_config(folder, **options):
+    return load_config(None, {**SMOKE_TEST, "space": "smoke", "max_epochs": 3, "grace_period": 1,
+                              "max_concurrent_trials": 1, "storage_path": str(folder),
+                              "tracking_uri": f"sqlite:///{folder}/mlflow.db", **options})
+
+
+def test_random_fifo_proposes_without_tpe_stops_no_trial_and_saves_and_logs_the_choice(local_ray, tmp_path, monkeypatch):
+    import mlflow
+    monkeypatch.setattr(search.report, "plot_predictions", lambda *args: None)
+    cfg = dummy_config(tmp_path, name="random_fifo", sampler="random", scheduler="fifo", num_samples=5,
+                       n_startup_trials=1)
+    outcome, proposed_by_tpe = search_watching_tpe(cfg, trainable=dummy_trainable())
+    assert proposed_by_tpe == [] and isinstance(outcome.searcher.study.sampler, optuna.samplers.RandomSampler)
+    # the dummy's low-lr trials score far below the best at every epoch: ASHA would have stopped some
+    assert [(r.outcome, r.epochs) for r in outcome.leaderboard] == [("completed", cfg.max_epochs)] * cfg.num_samples
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in outcome.searcher.study.trials)
+    saved = yaml.safe_load(outcome.paths.config.read_text())
+    assert (saved["sampler"], saved["scheduler"]) == ("random", "fifo")
+    params = mlflow.MlflowClient(cfg.tracking_uri).get_run(outcome.parent_run_id).data.params
+    assert (params["sampler"], params["scheduler"], params["tpe_group"]) == ("random", "fifo", "True")
+
+
+def test_an_epoch_budget_ends_the_search_once_its_trials_ran_that_many_epochs(local_ray, tmp_path, monkeypatch, capsys):
+    from search.budget import read_epoch_log
+    monkeypatch.setattr(search.report, "plot_predictions", lambda *args: None)
+    cfg = dummy_config(tmp_path, name="budget", scheduler="fifo", num_samples=50, epoch_budget=7)
+    outcome = search.run_search(cfg, trainable=dummy_trainable())
+    log = read_epoch_log(outcome.paths.epochs)
+    # 3-epoch trials one at a time: trials 1 and 2 run 3 epochs each, the third is stopped after its first
+    assert len(log) == cfg.epoch_budget
+    assert [row[names.EPOCH] for row in log] == [1, 2, 3, 1, 2, 3, 1]
+    assert sum(r.epochs for r in outcome.leaderboard) == cfg.epoch_budget and len(outcome.leaderboard) == 3
+    assert [r.outcome for r in outcome.leaderboard].count("completed") == 2
+    import mlflow
+    assert mlflow.MlflowClient(cfg.tracking_uri).get_run(outcome.parent_run_id).info.status == "FINISHED"
+    assert "search interrupted" not in capsys.readouterr().out
