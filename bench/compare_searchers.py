@@ -1,0 +1,326 @@
+"""Compare search strategies at matched compute: the same data, the same splits, the same epoch budget.
+
+    python bench/compare_searchers.py spaces/configs/terrain.yaml --strategies tpe+asha,random+fifo \
+        --seeds 0,1,2 --budget-epochs 120 --out bench_results/terrain
+
+Each strategy (sampler+scheduler: tpe, random or gp with asha, hyperband or fifo) runs as an ordinary
+segtune search of CONFIG with `epoch_budget` set to --budget-epochs: the search stops once its trials
+have run that many epochs in all. Seeds change the sampler and the trials, never the splits (every run
+carves them with CONFIG's split_seed, or its seed). Two baselines run the same budget as one trial of
+--budget-epochs epochs: `default`, one sensible model (STRONG_DEFAULT, as far as the space has the
+parameters), and `recipe`, the preset's starting recipe (spaces' get_recipes; skipped when it has none).
+
+Written as it goes, under --out:
+    results.csv  strategy, seed, trial, epoch, cumulative_epochs, best_val_miou: one row per epoch
+                 received, best_val_miou the best of any epoch so far
+    runs.csv     one row per finished run: its final best val mIoU, its final pick and that pick's test
+                 mIoU, scored once as bench/score_checkpoint.py does; a run listed here is skipped when
+                 the command is run again (so a comparison can span sessions); a half-done one is redone
+    summary.md   per strategy: median and range over seeds of the final best val mIoU and of the test
+                 mIoU, and the headline: epochs the median anytime curve needs to reach random+fifo's
+                 median final best, as a fraction of the budget
+    anytime.png  best val mIoU so far against epochs spent: median line and min-max band per strategy
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REFERENCE = "random+fifo"
+"""The strategy whose median final best the headline ratio is measured against."""
+BASELINES = ("default", "recipe")
+STRONG_DEFAULT = {"architecture": "Unet", "encoder": "tu-resnet18", "encoder_depth": 4, "loss": "cross_entropy_dice",
+                  "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
+                  "scheduler_warmup_epochs": 1, "batch_size": 8, "flip": True}
+"""One sensible model: Unet, a light timm encoder, AdamW, CE+Dice, a cosine schedule (answers "why search at all?")."""
+RESULT_COLUMNS = ("strategy", "seed", "trial", "epoch", "cumulative_epochs", "best_val_miou")
+RUN_COLUMNS = ("strategy", "seed", "experiment", "trials", "epochs", "final_best_val_miou", "pick_trial",
+               "pick_val_miou", "test_miou", "wall_s", "note")
+
+
+# --------------------------------------------------------------------------- pure functions of the rows
+
+def anytime_rows(strategy: str, seed: int, epoch_log: list[dict]) -> list[dict]:
+    """results.csv rows from a search's epochs.csv rows (in the order received): trials numbered by first epoch."""
+    trials, best, rows = {}, float("-inf"), []
+    for spent, entry in enumerate(epoch_log, start=1):
+        trial = trials.setdefault(entry["trial_id"], len(trials))
+        if entry["val_miou"] is not None:
+            best = max(best, entry["val_miou"])
+        rows.append({"strategy": strategy, "seed": seed, "trial": trial, "epoch": entry["epoch"],
+                     "cumulative_epochs": spent, "best_val_miou": best})
+    return rows
+
+
+def best_at(rows: list[dict], epochs: int) -> float:
+    """One run's best val mIoU once `epochs` epochs were spent (-inf before its first score)."""
+    spent = [r["best_val_miou"] for r in rows if r["cumulative_epochs"] <= epochs]
+    return spent[-1] if spent else float("-inf")
+
+
+def by_run(rows: list[dict]) -> dict[str, dict[int, list[dict]]]:
+    """strategy -> seed -> its rows in order of cumulative epochs."""
+    runs: dict[str, dict[int, list[dict]]] = {}
+    for row in rows:
+        runs.setdefault(row["strategy"], {}).setdefault(int(row["seed"]), []).append(row)
+    for seeds in runs.values():
+        for seed_rows in seeds.values():
+            seed_rows.sort(key=lambda r: r["cumulative_epochs"])
+    return runs
+
+
+def anytime_bands(rows: list[dict], budget: int) -> dict[str, tuple[list[int], list[float], list[float], list[float]]]:
+    """strategy -> (epochs 1..budget, median, min, max over seeds of the best val mIoU so far)."""
+    bands = {}
+    for strategy, seeds in by_run(rows).items():
+        epochs = list(range(1, budget + 1))
+        values = [[best_at(seed_rows, e) for seed_rows in seeds.values()] for e in epochs]
+        bands[strategy] = (epochs, [statistics.median(v) for v in values], [min(v) for v in values],
+                           [max(v) for v in values])
+    return bands
+
+
+def epochs_to_reach(rows: list[dict], target: float, budget: int) -> int | None:
+    """The first epoch count at which the median over seeds of the best so far reaches target; None: never."""
+    epochs, median, _, _ = anytime_bands(rows, budget)[rows[0]["strategy"]]
+    return next((e for e, value in zip(epochs, median) if value >= target), None)
+
+
+def summarise(rows: list[dict], runs: list[dict], budget: int) -> list[dict]:
+    """Per strategy: median and range over seeds of final best val and test mIoU, and the headline ratio."""
+    finals = {s: [best_at(seed_rows, budget) for seed_rows in seeds.values()] for s, seeds in by_run(rows).items()}
+    target = statistics.median(finals[REFERENCE]) if REFERENCE in finals else None
+    summary = []
+    for strategy, values in finals.items():
+        tests = [float(r["test_miou"]) for r in runs if r["strategy"] == strategy and r["test_miou"] not in ("", None)]
+        reached = None if target is None else epochs_to_reach([r for r in rows if r["strategy"] == strategy], target,
+                                                              budget)
+        summary.append({"strategy": strategy, "seeds": len(values), "val_median": statistics.median(values),
+                        "val_min": min(values), "val_max": max(values),
+                        "test_median": statistics.median(tests) if tests else None,
+                        "test_min": min(tests) if tests else None, "test_max": max(tests) if tests else None,
+                        "epochs_to_reference": reached,
+                        "fraction_of_budget": None if reached is None else reached / budget})
+    return summary
+
+
+def format_summary(summary: list[dict], budget: int, notes: list[str] = ()) -> str:
+    def spread(row, key):
+        return "-" if row[f"{key}_median"] is None else \
+            f"{row[f'{key}_median']:.4f} [{row[f'{key}_min']:.4f}, {row[f'{key}_max']:.4f}]"
+    reference = next((r for r in summary if r["strategy"] == REFERENCE), None)
+    lines = [f"# Matched-compute comparison: {budget} epochs per run", "",
+             f"Reference: {REFERENCE}'s median final best val mIoU"
+             + (f" = {reference['val_median']:.4f}." if reference else " (not run: no ratio)."), "",
+             "| strategy | seeds | final best val mIoU, median [min, max] | test mIoU of the final pick, median "
+             f"[min, max] | epochs to reach the reference (fraction of {budget}) |", "|---|---|---|---|---|"]
+    for row in summary:
+        reached = ("-" if not reference else "not reached" if row["epochs_to_reference"] is None
+                   else f"{row['epochs_to_reference']} ({row['fraction_of_budget']:.2f})")
+        lines.append(f"| {row['strategy']} | {row['seeds']} | {spread(row, 'val')} | {spread(row, 'test')} | {reached} |")
+    return "\n".join(lines + ([""] + [f"- {note}" for note in notes] if notes else [])) + "\n"
+
+
+def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for strategy, (epochs, median, low, high) in anytime_bands(rows, budget).items():
+        shown = [i for i, value in enumerate(low) if value > float("-inf")]  # from the epoch every seed has a score
+        line, = axes.step([epochs[i] for i in shown], [median[i] for i in shown], where="post", label=strategy)
+        axes.fill_between([epochs[i] for i in shown], [low[i] for i in shown], [high[i] for i in shown], step="post",
+                          alpha=0.2, color=line.get_color())
+    axes.set_xlabel("epochs spent (all trials)")
+    axes.set_ylabel("best val mIoU so far")
+    axes.set_title("median and min-max over seeds")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+# --------------------------------------------------------------------------- running the searches
+
+def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tracking_uri: str) -> tuple[dict, list[str]]:
+    """The load_config overrides of one (strategy, seed) run, and notes on what a baseline could not set."""
+    from spaces import get_recipes
+    common = {"seed": seed, "split_seed": base.splits_seed, "epoch_budget": budget, "name": f"{strategy}-seed{seed}",
+              "storage_path": str(storage), "tracking_uri": tracking_uri, "mlflow_experiment": "compare_searchers"}
+    if strategy not in BASELINES:
+        sampler, _, scheduler = strategy.partition("+")
+        return {**common, "sampler": sampler, "scheduler": scheduler,
+                "num_samples": max(base.num_samples, budget)}, []  # every trial runs >= 1 epoch: the budget ends it
+    if strategy == "default":
+        wanted = STRONG_DEFAULT
+    else:
+        recipes = get_recipes(base.space, base.space_overrides)
+        if not recipes:
+            return {}, [f"recipe: space {base.space!r} has no starting recipe; no recipe row"]
+        wanted = recipes[0]
+    fixed, notes = fixed_overrides(base.space, base.space_overrides, wanted, strategy)
+    return {**common, "space_overrides": {**(base.space_overrides or {}), **fixed}, "num_samples": 1,
+            "max_epochs": budget, "grace_period": budget, "scheduler": "fifo", "sampler": "random",
+            "evaluate_recipes": False}, notes
+
+
+def fixed_overrides(space: str, overrides: dict | None, wanted: dict, strategy: str) -> tuple[dict, list[str]]:
+    """space_overrides that fix every parameter of the space: `wanted`'s values where the space has the parameter,
+    TrialConfig's defaults for whatever else it still samples (augmentations off, no warm-up ...)."""
+    import dataclasses
+
+    from trainables import TrialConfig
+    defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
+    sampled, every = space_parameters(space, overrides)
+    fixed = {k: v for k, v in wanted.items() if k in every}
+    notes = [f"{strategy}: space {space!r} has no parameter {k}; its trial uses TrialConfig's {k} = {defaults.get(k)!r}"
+             for k in wanted if k not in every]
+    while sampled:  # a fixed choice can open conditional parameters: fix those too
+        sampled, _ = space_parameters(space, {**(overrides or {}), **fixed})
+        fixed.update({k: defaults[k] for k in sampled})
+    return fixed, notes
+
+
+def space_parameters(space: str, overrides: dict | None, samples: int = 64) -> tuple[set[str], set[str]]:
+    """The parameters a space still samples and all it sets (as validate_space finds them: by sampling at random)."""
+    import optuna
+    from spaces import field_name, get_space
+    sample = get_space(space, overrides)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    sampled, every = set(), set()
+    for _ in range(samples):
+        trial = study.ask()
+        constants = sample(trial) or {}
+        sampled |= {field_name(k) for k in trial.params}
+        every |= sampled | {field_name(k) for k in constants}
+        study.tell(trial, 0.0)
+    return sampled, every
+
+
+def score_on_test(experiment: Path, checkpoint_folder: str) -> float:
+    """The checkpoint's mIoU on its experiment's test split, as bench/score_checkpoint.py scores it."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from search.experiment import load_experiment_data, open_experiment
+    from segtune import names
+    from segtune.data import WholeImageDataset
+    from trainables import build_loss, load_model
+    from trainables.device import Compute
+    from trainables.loop import evaluate
+    _, data, splits = load_experiment_data(open_experiment(experiment))
+    model, trial_cfg = load_model(Path(checkpoint_folder) / names.CHECKPOINT_FILE)
+    loader = DataLoader(WholeImageDataset(data, splits["test"], trial_cfg.mean, trial_cfg.std), batch_size=1)
+    scores = evaluate(model, loader, build_loss("cross_entropy", trial_cfg.ignore_index), trial_cfg,
+                      Compute(torch.device("cpu")))
+    return scores[names.VAL_MIOU]
+
+
+def run_one(config: str, overrides: dict, strategy: str, seed: int) -> tuple[list[dict], dict]:
+    from search import load_config, run_search
+    from search.budget import read_epoch_log
+    started = time.monotonic()
+    outcome = run_search(load_config(config, overrides))
+    rows = anytime_rows(strategy, seed, read_epoch_log(outcome.paths.epochs))
+    pick = next((row for row in outcome.leaderboard if row.checkpoint), None)
+    note = "" if pick is outcome.best else "the best trial kept no checkpoint (stopped by the budget); picked the next"
+    run = {"strategy": strategy, "seed": seed, "experiment": str(outcome.paths.root), "trials": len(outcome.leaderboard),
+           "epochs": rows[-1]["cumulative_epochs"] if rows else 0,
+           "final_best_val_miou": rows[-1]["best_val_miou"] if rows else "",
+           "pick_trial": pick.trial_id if pick else "", "pick_val_miou": pick.val_miou if pick else "",
+           "test_miou": score_on_test(outcome.paths.root, pick.checkpoint) if pick else "",
+           "wall_s": round(time.monotonic() - started, 1), "note": note}
+    return rows, run
+
+
+def read_csv(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def write_csv(path: Path, columns, rows) -> None:
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def typed(rows: list[dict]) -> list[dict]:
+    return [{**r, "seed": int(r["seed"]), "trial": int(r["trial"]), "cumulative_epochs": int(r["cumulative_epochs"]),
+             "best_val_miou": float(r["best_val_miou"])} for r in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("config", help="a segtune search config (YAML)")
+    parser.add_argument("--strategies", default="tpe+asha,random+fifo",
+                        help="comma-separated sampler+scheduler pairs (tpe|random|gp + asha|hyperband|fifo)")
+    parser.add_argument("--baselines", default=",".join(BASELINES), help="default,recipe or a subset ('' for none)")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--budget-epochs", type=int, required=True, help="epochs per run, summed over its trials")
+    parser.add_argument("--out", type=Path, default=Path("bench_results/compare_searchers"))
+    parser.add_argument("--set", default=None, help="more search options as a YAML mapping, e.g. '{steps_per_epoch: 4}'")
+    args = parser.parse_args(argv)
+
+    import yaml
+    from search import load_config
+    from search.config import SAMPLERS, SCHEDULERS
+    strategies = [s for s in args.strategies.split(",") if s] + [b for b in args.baselines.split(",") if b]
+    for strategy in strategies:
+        sampler, plus, scheduler = strategy.partition("+")
+        if strategy not in BASELINES and not (plus and sampler in SAMPLERS and scheduler in SCHEDULERS):
+            parser.error(f"--strategies: {strategy!r} is not sampler+scheduler ({'|'.join(SAMPLERS)} + "
+                         f"{'|'.join(SCHEDULERS)}) nor one of {list(BASELINES)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    extra = yaml.safe_load(args.set) if args.set else {}
+    base = load_config(args.config, extra)
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    results_path, runs_path = out / "results.csv", out / "runs.csv"
+    runs = read_csv(runs_path)
+    finished = {(r["strategy"], int(r["seed"])) for r in runs}
+    # rows of a run that did not finish are dropped: it is run again from the start
+    results = [r for r in read_csv(results_path) if (r["strategy"], int(r["seed"])) in finished]
+    write_csv(results_path, RESULT_COLUMNS, results)
+    notes = []
+    for strategy in strategies:
+        for seed in seeds:
+            overrides, run_notes = run_overrides(base, strategy, seed, args.budget_epochs, out / "runs",
+                                                 f"sqlite:///{out}/mlflow.db")
+            notes += [n for n in run_notes if n not in notes]
+            if not overrides:
+                continue
+            if (strategy, seed) in finished:
+                print(f"{strategy} seed {seed}: finished before, skipped", flush=True)
+                continue
+            shutil.rmtree(out / "runs" / overrides["name"], ignore_errors=True)  # a half-done run starts over
+            rows, run = run_one(args.config, {**extra, **overrides}, strategy, seed)
+            results += rows
+            runs.append(run)
+            write_csv(results_path, RESULT_COLUMNS, results)
+            write_csv(runs_path, RUN_COLUMNS, runs)
+            print(f"{strategy} seed {seed}: best val {run['final_best_val_miou']:.4f}, test {run['test_miou']:.4f} "
+                  f"after {run['epochs']} epochs in {run['wall_s']} s", flush=True)
+    rows = typed(results)
+    summary = summarise(rows, runs, args.budget_epochs)
+    (out / "summary.md").write_text(format_summary(summary, args.budget_epochs, notes))
+    plot_anytime(rows, args.budget_epochs, out / "anytime.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    print((out / "summary.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
