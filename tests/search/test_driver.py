@@ -178,3 +178,24 @@ def test_an_epoch_budget_ends_the_search_once_its_trials_ran_that_many_epochs(lo
     import mlflow
     assert mlflow.MlflowClient(cfg.tracking_uri).get_run(outcome.parent_run_id).info.status == "FINISHED"
     assert "search interrupted" not in capsys.readouterr().out
+
+
+def test_gp_with_hyperband_runs_a_search_and_gp_proposes_after_its_startup_trials(local_ray, tmp_path, monkeypatch):
+    proposed_by_gp = []
+    original = optuna.samplers.GPSampler._sample_relative_impl
+
+    def spy(self, study, completed_trials, running_trials, search_space):
+        proposed_by_gp.append(len(completed_trials))
+        return original(self, study, completed_trials, running_trials, search_space)
+
+    monkeypatch.setattr(optuna.samplers.GPSampler, "_sample_relative_impl", spy)
+    monkeypatch.setattr(search.report, "plot_predictions", lambda *args: None)
+    cfg = dummy_config(tmp_path, name="gp_hyperband", sampler="gp", scheduler="hyperband", hyperband_brackets=2,
+                       max_epochs=4, num_samples=6, n_startup_trials=2)
+    outcome = search.run_search(cfg, trainable=dummy_trainable())
+    assert isinstance(outcome.searcher.study.sampler, optuna.samplers.GPSampler)
+    assert proposed_by_gp and min(proposed_by_gp) >= cfg.n_startup_trials  # GP models only completed trials
+    assert len(outcome.leaderboard) == cfg.num_samples and all(r.outcome != "failed" for r in outcome.leaderboard)
+    states = {"stopped_early": optuna.trial.TrialState.PRUNED, "completed": optuna.trial.TrialState.COMPLETE}
+    by_lr = {trial.params["lr"]: trial.state for trial in outcome.searcher.study.trials}
+    assert all(by_lr[r.params["lr"]] == states[r.outcome] for r in outcome.leaderboard)
