@@ -283,6 +283,11 @@ def main(argv: list[str] | None = None) -> int:
         if strategy not in BASELINES and not (plus and sampler in SAMPLERS and scheduler in SCHEDULERS):
             parser.error(f"--strategies: {strategy!r} is not sampler+scheduler ({'|'.join(SAMPLERS)} + "
                          f"{'|'.join(SCHEDULERS)}) nor one of {list(BASELINES)}")
+    unknown = [b for b in args.baselines.split(",") if b and b not in BASELINES]
+    if unknown:
+        parser.error(f"--baselines: {unknown} are not among {list(BASELINES)}")
+    if args.budget_epochs < 1:
+        parser.error("--budget-epochs: must be >= 1 epoch")
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = yaml.safe_load(args.set) if args.set else {}
     base = load_config(args.config, extra)
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run)
             write_csv(results_path, RESULT_COLUMNS, results)
             write_csv(runs_path, RUN_COLUMNS, runs)
-            print(f"{strategy} seed {seed}: best val {run['final_best_val_miou']:.4f}, test {run['test_miou']:.4f} "
+            print(f"{strategy} seed {seed}: best val {run['final_best_val_miou']}, test {run['test_miou']} "
                   f"after {run['epochs']} epochs in {run['wall_s']} s", flush=True)
     rows = typed(results)
     summary = summarise(rows, runs, args.budget_epochs)
