@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
     from search import load_config
     from search.config import SAMPLERS, SCHEDULERS
-    strategies = [s for s in args.strategies.split(",") if s] + [b for b in args.baselines.split(",") if b]
+    strategies = [s for s in args.strategies.split(",") if s]
     for strategy in strategies:
         sampler, plus, scheduler = strategy.partition("+")
         if strategy not in BASELINES and not (plus and sampler in SAMPLERS and scheduler in SCHEDULERS):
@@ -288,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--baselines: {unknown} are not among {list(BASELINES)}")
     if args.budget_epochs < 1:
         parser.error("--budget-epochs: must be >= 1 epoch")
+    strategies += [b for b in args.baselines.split(",") if b and b not in strategies]
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = yaml.safe_load(args.set) if args.set else {}
     base = load_config(args.config, extra)
