@@ -256,9 +256,9 @@ def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochL
 
 def build_scheduler(cfg: SearchConfig) -> TrialScheduler:
     """The Ray Tune scheduler cfg.scheduler names. hyperband is Ray's asynchronous HyperBand (ASHA over several
-    brackets): Ray's synchronous HyperBandScheduler pauses a trial until every live trial of its bracket reaches
-    the rung, so under max_concurrent_trials (small, for TPE) it halves among the one or two trials that happen
-    to be live; its HyperBandForBOHB variant needs Ray's BOHB searcher, not Optuna."""
+    brackets). Ray's synchronous HyperBandScheduler halves a bracket among its live trials, keeping the top
+    n/reduction_factor of the bracket's planned size n: under max_concurrent_trials (small, for TPE) it keeps
+    them all and stops none. Its HyperBandForBOHB variant needs Ray's BOHB searcher, not Optuna."""
     if cfg.scheduler == "fifo":
         return FIFOScheduler()
     return AsyncHyperBandScheduler(time_attr="training_iteration", metric=names.OBJECTIVE, mode=names.OBJECTIVE_MODE,
