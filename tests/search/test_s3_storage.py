@@ -79,7 +79,11 @@ def resumed_s3_search(s3_server, tmp_path_factory):
         states = sorted(key for key in objects(client, prefix) if key.startswith("experiment_state-"))
         return read(client, prefix + states[-1]) if states else None
 
-    output, statuses = kill_once_trials_finished(args, workdir, saved_state, env)
+    def searcher_state():  # the newest searcher-state-*.pkl in the bucket
+        states = sorted(key for key in objects(client, prefix) if key.startswith("searcher-state-"))
+        return client.get_object(Bucket=BUCKET, Key=prefix + states[-1])["Body"].read() if states else None
+
+    output, statuses = kill_once_trials_finished(args, workdir, saved_state, searcher_state, env)
     finished_before = {f"trial_{trial}": read(client, f"{prefix}trial_{trial}/result.json")
                        for trial, status in statuses.items() if status == "TERMINATED"}
     assert 2 <= len(finished_before) < 5, output  # killed mid-search, with finished trials the resume must keep
