@@ -75,15 +75,16 @@ def resumed_s3_search(s3_server, tmp_path_factory):
             "--storage-path", STORAGE, "--tracking-uri", uri]
     prefix = "results/s3search/"
 
-    def saved_state():  # the newest experiment_state-*.json in the bucket: what --resume reads
-        states = sorted(key for key in objects(client, prefix) if key.startswith("experiment_state-"))
-        return read(client, prefix + states[-1]) if states else None
+    def names():  # the experiment's files in the bucket, relative to it
+        return list(objects(client, prefix))
 
-    def searcher_state():  # the newest searcher-state-*.pkl in the bucket
-        states = sorted(key for key in objects(client, prefix) if key.startswith("searcher-state-"))
-        return client.get_object(Bucket=BUCKET, Key=prefix + states[-1])["Body"].read() if states else None
+    def read_bytes(name):
+        try:
+            return client.get_object(Bucket=BUCKET, Key=prefix + name)["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
 
-    output, statuses = kill_once_trials_finished(args, workdir, saved_state, searcher_state, env)
+    output, statuses = kill_once_trials_finished(args, workdir, names, read_bytes, env)
     finished_before = {f"trial_{trial}": read(client, f"{prefix}trial_{trial}/result.json")
                        for trial, status in statuses.items() if status == "TERMINATED"}
     assert 2 <= len(finished_before) < 5, output  # killed mid-search, with finished trials the resume must keep

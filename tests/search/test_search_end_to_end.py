@@ -9,7 +9,7 @@ import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
-from drivers import kill_once_trials_finished, newest_searcher_state, newest_state, run_driver
+from drivers import kill_once_trials_finished, local_files, run_driver
 from search.driver import load_searcher
 from segtune import names
 from segtune.paths import experiment_paths
@@ -90,8 +90,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(tmp_path):
     args = ["--smoke-test", "--num-samples", "5", "--max-concurrent-trials", "1", "--name", "killed",
             "--storage-path", str(tmp_path), "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
     experiment = tmp_path / "killed"
-    output, statuses = kill_once_trials_finished(args, tmp_path, lambda: newest_state(experiment),
-                                                 lambda: newest_searcher_state(experiment))
+    output, statuses = kill_once_trials_finished(args, tmp_path, *local_files(experiment))
     finished_before = {f"trial_{trial}": (experiment / f"trial_{trial}" / "result.json").read_text()
                        for trial, status in statuses.items() if status == "TERMINATED"}
     assert 2 <= len(finished_before) < 5, output  # killed mid-search, with finished trials the resume must keep
