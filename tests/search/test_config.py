@@ -240,7 +240,7 @@ def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(tmp_path
     import ray
     import search.driver
     from search.run import main
-    monkeypatch.setattr(search.driver, "_start_ray", lambda cfg: None)
+    monkeypatch.setattr(search.driver, "start_ray", lambda cfg: None)
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True, "Resources": n} for n in nodes])
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/ray_bootstrap_config.yaml: not an autoscaling cluster
     assert main(search_args(tmp_path, *more)) == 2
@@ -250,7 +250,7 @@ def test_a_trial_no_node_can_hold_is_refused_before_anything_is_written(tmp_path
 
 def test_an_autoscaling_cluster_counts_the_nodes_it_may_add(tmp_path, monkeypatch):
     import ray
-    from search.driver import _check_trial_fits, _cluster_nodes
+    from search.cluster import check_trial_fits as _check_trial_fits, cluster_nodes as _cluster_nodes
     (tmp_path / "ray_bootstrap_config.yaml").write_text(
         "available_node_types:\n  head.cpu: {resources: {CPU: 0, GPU: 0}}\n  worker.gpu: {resources: {CPU: 4, GPU: 1}}\n")
     monkeypatch.setenv("HOME", str(tmp_path))

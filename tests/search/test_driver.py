@@ -124,7 +124,7 @@ LISTENING = """
 import ray
 import psutil  # Ray ships it (ray/thirdparty_files, on sys.path once ray is imported)
 from search.config import load_config
-from search.driver import _start_ray
+from search.cluster import start_ray as _start_ray
 _start_ray(load_config(None))
 me = psutil.Process()
 print(sorted({n["NodeManagerAddress"] for n in ray.nodes()}))

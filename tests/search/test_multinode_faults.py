@@ -335,7 +335,7 @@ def test_a_search_without_ray_address_starts_its_own_ray_rather_than_joining_one
     if ray.is_initialized():
         ray.shutdown()
     try:
-        search.driver._start_ray(load_config(None, {}))
+        search.cluster.start_ray(load_config(None, {}))
         assert ray.get_runtime_context().gcs_address != cluster.cluster.address
         assert len(ray.nodes()) == 1
     finally:
