@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -171,7 +172,9 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
     fixed, notes = fixed_overrides(base.space, base.space_overrides, wanted, strategy)
     return {**common, "space_overrides": {**(base.space_overrides or {}), **fixed}, "num_samples": 1,
             "max_epochs": budget, "grace_period": budget, "scheduler": "fifo", "sampler": "random",
-            "evaluate_recipes": False}, notes
+            "evaluate_recipes": False, "max_concurrent_trials": 1,
+            # the one trial may use the CPUs the searches' concurrent trials share: the same compute, less wall time
+            "cpus_per_trial": min(os.cpu_count() or 1, base.cpus_per_trial * base.max_concurrent_trials)}, notes
 
 
 def fixed_overrides(space: str, overrides: dict | None, wanted: dict, strategy: str) -> tuple[dict, list[str]]:

@@ -1,6 +1,8 @@
 """Cut terrain-like data from CamVid: 64x128 grayscale tiles, 5 classes with a rare one, as one NPZ.
 
-    python bench/make_terrain_tiles.py ../shared/datasets/camvid /tmp/camvid_tiles.npz
+    python bench/make_terrain_tiles.py ../shared/datasets/camvid /tmp/camvid_tiles.npz [COUNT]
+
+COUNT keeps a seeded random subset of that many tiles (the CPU benchmarks use 300), in image order.
 
 Each image is read in grayscale at half size (192x144) and one 64x128 tile is cut at a seeded
 random place. Classes: 0 background (sky, building, tree, fence, sign), 1 road, 2 pavement,
@@ -23,7 +25,7 @@ TO_TERRAIN[3], TO_TERRAIN[4], TO_TERRAIN[8] = 1, 2, 3
 TO_TERRAIN[[2, 9, 10]] = 4
 
 
-def main(source: str, target: str, seed: int = 0) -> None:
+def main(source: str, target: str, count: str | None = None, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     pairs = []
     for image_path in sorted((Path(source) / "images").iterdir()):
@@ -34,6 +36,8 @@ def main(source: str, target: str, seed: int = 0) -> None:
         window = (slice(top, top + 64), slice(left, left + 128))
         pairs.append(np.stack([image[window], mask[window]]))
     stack = np.stack(pairs)
+    if count is not None:
+        stack = stack[np.sort(rng.choice(len(stack), size=min(int(count), len(stack)), replace=False))]
     np.savez_compressed(target, pairs=stack)
     labelled = stack[:, 1][stack[:, 1] != 255]
     share = np.bincount(labelled, minlength=5) / labelled.size
@@ -41,4 +45,4 @@ def main(source: str, target: str, seed: int = 0) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
