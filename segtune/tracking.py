@@ -81,6 +81,15 @@ def store_uri(masked: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+def artifact_location(uri: str) -> str | None:
+    """Artifacts of a SQLite store go in `mlruns` beside its database file, not in the folder a command ran from
+    (MLflow's default); None (the server's own default) for any other store."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    database = Path(uri[len("sqlite:///"):]).resolve()
+    return (database.parent / "mlruns").as_uri()
+
+
 def without_secret(text: str) -> str:
     """Text (an error message) with the tracking password, if any, masked."""
     secret = urlsplit(os.environ.get(TRACKING_URI_VARIABLE, "")).password
@@ -119,7 +128,8 @@ class Tracker:
     @_tolerant
     def _open_experiment(self, experiment: str) -> None:
         found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = found.experiment_id if found else self.client.create_experiment(experiment)
+        self.experiment_id = found.experiment_id if found else \
+            self.client.create_experiment(experiment, artifact_location=artifact_location(self.tracking_uri))
 
     @property
     def client(self) -> MlflowClient:

@@ -80,3 +80,24 @@ def test_a_password_in_the_tracking_uri_is_masked_in_messages_and_pickles_and_se
     assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("ann", "s3cret")
     assert mask_password("postgresql://ann:s3cret@db.host/runs") == "postgresql://ann:***@db.host/runs"
     assert store_uri("postgresql://ann:***@db.host/runs") == "postgresql://ann:***@db.host/runs"  # none kept for it
+
+
+def test_artifacts_go_beside_the_database_not_into_the_folder_the_command_ran_from(tmp_path, monkeypatch):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tracker = Tracker(f"sqlite:///{tmp_path}/store/mlflow.db", "t")
+    run = tracker.start_parent("search", {})
+    note = tmp_path / "leaderboard.csv"
+    note.write_text("trial,val_miou\n")
+    tracker.log_artifact(str(note), run_id=run)
+    assert (tmp_path / "store" / "mlruns").is_dir()
+    assert [p.name for p in (tmp_path / "store" / "mlruns").rglob("leaderboard.csv")] == ["leaderboard.csv"]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_the_default_relative_database_keeps_its_artifacts_in_mlruns_beside_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    tracker = Tracker("sqlite:///mlflow.db", "t")
+    assert MlflowClient(tracker.tracking_uri).get_experiment(tracker.experiment_id).artifact_location == \
+        (tmp_path / "mlruns").as_uri()
