@@ -81,6 +81,9 @@ def store_uri(masked: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
+EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def artifact_location(uri: str) -> str | None:
     """Artifacts of a SQLite store go in `mlruns` beside its database file, not in the folder a command ran from
     (MLflow's default); None (the server's own default) for any other store."""
@@ -130,6 +133,10 @@ class Tracker:
         found = self.client.get_experiment_by_name(experiment)
         self.experiment_id = found.experiment_id if found else \
             self.client.create_experiment(experiment, artifact_location=artifact_location(self.tracking_uri))
+        if found is None or EXPERIMENT_KIND_TAG not in found.tags:
+            # MLflow 3's UI opens an untagged experiment on its GenAI pages (traces, evaluations); this tag makes
+            # it open on the training runs, as the "Machine learning" kind of its experiment-type picker does
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
 
     @property
     def client(self) -> MlflowClient:

@@ -101,3 +101,13 @@ def test_the_default_relative_database_keeps_its_artifacts_in_mlruns_beside_it(t
     tracker = Tracker("sqlite:///mlflow.db", "t")
     assert MlflowClient(tracker.tracking_uri).get_experiment(tracker.experiment_id).artifact_location == \
         (tmp_path / "mlruns").as_uri()
+
+
+def test_the_experiment_is_marked_as_model_training_so_the_ui_opens_on_its_runs(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = MlflowClient(uri)
+    older = client.create_experiment("made-before")  # an experiment from before the tag keeps its runs, gains the tag
+    for name in ("new", "made-before"):
+        tracker = Tracker(uri, name)
+        assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    assert tracker.experiment_id == older
