@@ -104,6 +104,8 @@ class SearchConfig:
     split_seed: int | None = None
     """Seed for carving the val/test splits; null uses seed (set it to compare seeds on the same splits)."""
     # outputs
+    keep_val_probabilities: bool = True
+    """Each trial keeps its best epoch's float16 class probabilities on the validation images (for `segtune ensemble --select library`)."""
     name: str | None = None
     """Experiment name: the results folder under storage_path and the MLflow parent run; null makes segtune-<space>-<time>."""
     storage_path: str = "segtune_results"

@@ -50,6 +50,8 @@ class FixedTrialParams:
     """Share of a GPU each trial may use (1.0 on a CPU)."""
     seed: int
     """Seed of every trial."""
+    keep_val_probabilities: bool
+    """Keep the best epoch's class probabilities on the validation images beside its checkpoint."""
 
     def as_dict(self) -> dict:
         """Field -> value: what the trainable, the space check and MLflow merge under a trial's sampled parameters."""
@@ -81,4 +83,5 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         channels_last=cfg.channels_last,
         gpu_fraction=min(cfg.gpus_per_trial, 1.0) or 1.0,
         seed=cfg.seed,
+        keep_val_probabilities=cfg.keep_val_probabilities,
     )

@@ -125,6 +125,9 @@ class TrialConfig:
     """Share of the GPU this trial may use, also as a cap on its GPU memory (gpus_per_trial below 1)."""
     seed: int = 0
     """Seed for weights, crops, augmentation and batch order."""
+    # outputs
+    keep_val_probabilities: bool = True
+    """Keep the best epoch's float16 class probabilities on the validation images beside its checkpoint."""
 
     def __post_init__(self):
         def need(ok: bool, message: str):
@@ -145,6 +148,8 @@ class TrialConfig:
         need(self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} not in {OPTIMIZERS}")
         need(self.scheduler in SCHEDULERS, f"scheduler {self.scheduler!r} not in {SCHEDULERS}")
         need(self.lr > 0 and self.warmup_lr > 0 and self.weight_decay >= 0, "lr, warmup_lr must be > 0 and weight_decay >= 0")
+        need(isinstance(self.keep_val_probabilities, bool),
+             f"keep_val_probabilities {self.keep_val_probabilities!r} must be true or false")
         need(0 < self.gpu_fraction <= 1, f"gpu_fraction {self.gpu_fraction} must be in (0, 1]")
         need(self.batch_size >= 1 and self.max_epochs >= 1, "batch_size and max_epochs must be >= 1")
         need(self.early_stop_patience is None or self.early_stop_patience >= 1, "early_stop_patience must be >= 1 or None")

@@ -29,6 +29,7 @@ from trainables.loop import evaluate, train_epoch
 from trainables.losses import build_loss
 from trainables.model import build_model
 from trainables.schedule import MAIN, WARMUP, patience_exhausted, stage_of, start_stage, step_scheduler
+from trainables.val_probabilities import VAL_PROBABILITIES, best_epoch_probabilities, write_val_probabilities
 
 
 
@@ -57,7 +58,9 @@ def release_memory() -> None:
 
 def _report_to_tune(result: dict, state: dict) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        torch.save(state, Path(folder) / CHECKPOINT_FILE)
+        torch.save({k: v for k, v in state.items() if k != VAL_PROBABILITIES}, Path(folder) / CHECKPOINT_FILE)
+        if state.get(VAL_PROBABILITIES) is not None:  # a file of its own: loading the model never reads it
+            write_val_probabilities(state[VAL_PROBABILITIES], Path(folder))
         tune.report({**result, names.NODE_ID: ray.get_runtime_context().get_node_id()},
                     checkpoint=tune.Checkpoint.from_directory(folder))
 
@@ -93,7 +96,9 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
                        names.LR: lr, names.LOSS_STAGE: int(stage == MAIN), names.EARLY_STOPPED: int(stop)})
         report(result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "history": history, "trial_config": cfg.to_dict(),
-                        "scheduler": scheduler.state_dict() if scheduler is not None else None})
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        VAL_PROBABILITIES: best_epoch_probabilities(cfg, model, val_loader, splits["val"], compute,
+                                                                    history)})
         if stop:
             return
 
