@@ -160,9 +160,10 @@ class Tracker:
         return self.parent_id
 
     def log_params(self, run_id: str, params: dict) -> None:
-        for key, value in params.items():
-            # MLflow keys allow no '@'; branch-specific parameters (encoder@dilatable) become encoder:dilatable
-            self.client.log_param(run_id, key.replace("@", ":"), str(value)[:6000])
+        """One batch (MLflow's client sends 100 a request): a request per parameter cost 0.6 s a trial on SQLite."""
+        # MLflow keys allow no '@'; branch-specific parameters (encoder@dilatable) become encoder:dilatable
+        self.client.log_batch(run_id, params=[mlflow.entities.Param(key.replace("@", ":"), str(value)[:6000])
+                                              for key, value in params.items()])
 
     @_tolerant
     def child(self, trial_id: str, params: dict) -> str:
