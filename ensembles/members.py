@@ -1,4 +1,5 @@
-"""Which trials join the ensemble: the top k by validation mIoU, read through Ray's results API."""
+"""Which trials join the ensemble, read through Ray's results API: the top k by validation mIoU, and the
+library (every finished trial that kept its validation probabilities) that `--select library` chooses from."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from search.experiment import load_results, open_experiment
 from search.report import leaderboard_rows
+from segtune.names import VAL_PROBABILITIES_FILE
 from segtune.paths import ExperimentPaths, is_remote
 from segtune.storage import local_checkpoint
 from segtune.tracking import hide_password, store_uri, without_secret
@@ -26,6 +28,8 @@ class Member:
     params: dict
     checkpoint: Path
     """The trial's best-epoch checkpoint file."""
+    val_probabilities: Path | None = None
+    """Its class probabilities on the validation images, kept by the trial beside that checkpoint; None if none."""
 
 
 def resolve_experiment(source: str, tracking_uri: str | None = None) -> ExperimentPaths:
@@ -58,17 +62,42 @@ def top_members(paths: ExperimentPaths, k: int, max_epochs: int, skip_similar: b
     """The k best trials with a checkpoint, best first; near-identical configs skipped unless asked."""
     if k < 1:
         raise ValueError(f"option top_k: {k}; an ensemble needs at least one member")
-    rows = [r for r in leaderboard_rows(load_results(paths), max_epochs) if r.checkpoint and r.outcome != "failed"]
-    if not rows:
-        raise ValueError(f"{paths.root}: no trial has a checkpoint; did the search run any epoch?")
     chosen: list[Member] = []
-    for row in rows:
+    for row in _finished_rows(paths, max_epochs):
         if skip_similar and any(near_identical(row.params, member.params) for member in chosen):
             continue
-        chosen.append(Member(row.trial_id, row.val_miou, row.params, local_checkpoint(row.checkpoint, paths)))
+        chosen.append(_member(row, paths))
         if len(chosen) == k:
             break
     return chosen
+
+
+def library_members(paths: ExperimentPaths, max_epochs: int) -> list[Member]:
+    """Every trial with a checkpoint that kept its validation probabilities, best first (near-duplicates too:
+    selection decides whether a second copy helps)."""
+    rows = _finished_rows(paths, max_epochs)
+    library = [m for m in (_member(row, paths) for row in rows) if m.val_probabilities is not None]
+    if not library:
+        raise ValueError(f"option --select library: none of the {len(rows)} trials of {paths.root} kept its validation "
+                         "probabilities (keep_val_probabilities: false, or a search from before segtune kept them); "
+                         "use --select top-k")
+    return library
+
+
+def _finished_rows(paths: ExperimentPaths, max_epochs: int):
+    rows = [r for r in leaderboard_rows(load_results(paths), max_epochs) if r.checkpoint and r.outcome != "failed"]
+    if not rows:
+        raise ValueError(f"{paths.root}: no trial has a checkpoint; did the search run any epoch?")
+    return rows
+
+
+def _member(row, paths: ExperimentPaths) -> Member:
+    try:
+        kept = local_checkpoint(row.checkpoint, paths, VAL_PROBABILITIES_FILE)
+    except OSError:  # not in the bucket: the trial kept none
+        kept = None
+    return Member(row.trial_id, row.val_miou, row.params, local_checkpoint(row.checkpoint, paths),
+                  kept if kept is not None and kept.is_file() else None)
 
 
 def near_identical(a: dict, b: dict) -> bool:

@@ -1,7 +1,9 @@
 """Members' class probabilities on held-out images, float16 on disk, read back one image at a time.
 
 Layout: <folder>/<trial_id>/<image_id>.npy, each (K, H, W) float16. A member's maps are written once
-(a rerun reuses them); memory holds one model and one image at a time, never all maps.
+(a rerun reuses them); memory holds one model and one image at a time, never all maps. Validation maps
+a trial kept (keep_val_probabilities) are copied in rather than computed again; the ensemble computes
+the rest, test maps always, with the member's checkpoint in float32 on its own device.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from ensembles.members import Member
 from segtune.data import SegmentationData
 from segtune.data.dataset import to_tensor
-from trainables import load_model, predict_logits
+from trainables import load_model, predict_logits, read_val_probabilities
 
 
 class ProbabilityStore:
@@ -27,6 +29,15 @@ class ProbabilityStore:
     def stack(self, image_id: str) -> np.ndarray:
         """(M, K, H, W) float32 for one image, members in store order."""
         return np.stack([np.load(self.file(t, image_id), mmap_mode="r") for t in self.trial_ids]).astype(np.float32)
+
+    def pixels(self, image_id: str, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """(N, M, K) float32 at the given pixels of one image: one member's map read at a time, not all of them."""
+        return np.stack([np.load(self.file(t, image_id), mmap_mode="r")[:, rows, cols].T for t in self.trial_ids],
+                        1).astype(np.float32)
+
+    def subset(self, trial_ids: list[str]) -> "ProbabilityStore":
+        """The same maps, for these members in this order."""
+        return ProbabilityStore(self.folder, trial_ids)
 
 
 @torch.no_grad()
@@ -48,3 +59,26 @@ def write_probabilities(members: list[Member], data: SegmentationData, image_ids
             np.save(target.with_suffix(".tmp.npy"), probs)
             target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
     return store
+
+
+def import_val_probabilities(members: list[Member], shapes: dict[str, tuple[int, int]], folder: Path,
+                             log=print) -> list[Member]:
+    """Copy the validation maps each member kept into the store; the members whose maps cover every image of
+    `shapes` (validation image id -> (H, W)) at its size, in order. A member with other maps is left out, named."""
+    store, usable = ProbabilityStore(folder, []), []
+    for member in members:
+        if member.val_probabilities is None:
+            continue
+        if all(store.file(member.trial_id, i).exists() for i in shapes):
+            usable.append(member)
+            continue
+        kept = read_val_probabilities(member.val_probabilities)
+        wrong = [i for i, shape in shapes.items() if i not in kept or kept[i].shape[1:] != tuple(shape)]
+        if wrong:
+            log(f"  {member.trial_id}: its kept validation maps do not match the images {wrong[:3]}; left out")
+            continue
+        (store.folder / member.trial_id).mkdir(parents=True, exist_ok=True)
+        for image_id in shapes:
+            np.save(store.file(member.trial_id, image_id), kept[image_id])
+        usable.append(member)
+    return usable

@@ -27,11 +27,27 @@ def write_table(rows: list[dict], folder: EnsemblePaths, extra: dict) -> list[Pa
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = [f"{'candidate':16s} {'cv mIoU':>8s} {'test mIoU':>9s}"]
+    """The console table: cross-validated and test mIoU, the test mIoU's and the gain's 95 % intervals."""
+    lines = [f"{'candidate':16s} {'cv mIoU':>8s} {'test mIoU':>9s} {'95% interval':^14s} {'gain':>8s} "
+             f"{'95% interval':^16s} (gain over the best single model)"]
     for row in rows:
-        mark = "  <- chosen" if row["chosen"] else ""
-        lines.append(f"{row['candidate']:16s} {row['cv_miou']:8.4f} {row['test_miou']:9.4f}{mark}")
+        gain = (f"{row['gain']:+8.4f} [{row['gain_low']:+.3f}, {row['gain_high']:+.3f}] {row['gain_verdict']}"
+                if row["gain_verdict"] else f"{'baseline' if row['candidate'] == 'best_single' else '':>8s}")
+        lines.append(f"{row['candidate']:16s} {row['cv_miou']:8.4f} {row['test_miou']:9.4f} "
+                     f"[{row['test_miou_low']:.3f}, {row['test_miou_high']:.3f}] {gain}"
+                     + ("  <- chosen" if row["chosen"] else ""))
     return "\n".join(lines)
+
+
+def chosen_summary(rows: list[dict]) -> str:
+    """One plain sentence on the candidate cross-validation chose, with its intervals."""
+    row = next(r for r in rows if r["chosen"])
+    text = (f"chosen by cross-validation: {row['candidate']} (cv mIoU {row['cv_miou']:.4f}; members {row['members']}); "
+            f"test mIoU {row['test_miou']:.4f}, 95 % interval [{row['test_miou_low']:.4f}, {row['test_miou_high']:.4f}]")
+    if row["gain_verdict"]:
+        text += (f"; gain over the best single model {row['gain']:+.4f}, 95 % interval "
+                 f"[{row['gain_low']:+.4f}, {row['gain_high']:+.4f}]: {row['gain_verdict']}")
+    return text
 
 
 def plot_class_iou(rows: list[dict], class_names: list[str], path: Path) -> Path:
@@ -51,13 +67,13 @@ def plot_class_iou(rows: list[dict], class_names: list[str], path: Path) -> Path
 
 
 @torch.no_grad()
-def plot_test_predictions(combiners: dict, store: ProbabilityStore, data: SegmentationData, ids: list[str],
+def plot_test_predictions(fitted: dict, store: ProbabilityStore, data: SegmentationData, ids: list[str],
                           path: Path) -> Path:
     """A few test images: image, ground truth, then each candidate's prediction."""
     palette = np.array(data.palette, dtype=np.uint8)
     rows = []
     for image_id in ids:
-        stack = torch.from_numpy(store.stack(image_id))[None]
-        rows.append(image_and_truth(data, image_id) + [(palette[combiner(stack).argmax(1)[0].numpy()], name)
-                                                       for name, combiner in combiners.items()])
+        predictions = [(palette[f.combiner(torch.from_numpy(store.subset(f.trial_ids).stack(image_id))[None])
+                                .argmax(1)[0].numpy()], name) for name, f in fitted.items()]
+        rows.append(image_and_truth(data, image_id) + predictions)
     return picture_grid(rows, path)

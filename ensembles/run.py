@@ -2,7 +2,10 @@
 
     segtune ensemble EXPERIMENT_DIR                # or the id of the search's MLflow parent run
     segtune ensemble EXPERIMENT_DIR --top-k 3 --folds 4 --register-name crop-weed
+    segtune ensemble EXPERIMENT_DIR --select library   # also greedy selection over every trial (Caruana)
 
+Every test mIoU comes with a 95 % paired-bootstrap interval over the test images, and so does each
+candidate's gain over the best single model.
 Writes <experiment>/segtune/ensemble/: members' float16 probabilities on val and test, report.json/.csv,
 plots, and bundle/ (TorchScript, ONNX, manifest) for `segtune predict`; logs an "ensemble" child run
 under the search's parent run and registers the chosen ensemble as an MLflow model.
@@ -13,8 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from ensembles.fit import CANDIDATES
-from ensembles.members import resolve_experiment, top_members
+from ensembles.bootstrap import RESAMPLES
+from ensembles.fit import CANDIDATES, LIBRARY, ORDER
+from ensembles.members import library_members, resolve_experiment, top_members
 from search.experiment import load_experiment_data
 from segtune import storage
 from segtune.names import DEFAULT_TRACKING_URI
@@ -27,11 +31,16 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="experiment folder (or s3:// URI) of a search, or its MLflow parent run id")
     parser.add_argument("--top-k", type=int, default=5, help="members: the k best trials by val mIoU (default 5)")
+    parser.add_argument("--select", choices=("top-k", LIBRARY), default="top-k",
+                        help="top-k: candidates over the top k only (default); library: also the library candidate, "
+                             "greedy selection with replacement over every trial that kept its validation maps")
     parser.add_argument("--keep-similar", action="store_true",
                         help="keep near-identical configs (by default a config within 25%% of a better one is skipped)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds over validation images (default 5)")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES),
-                        help=f"comma-separated subset of {','.join(CANDIDATES)} (default: all)")
+    parser.add_argument("--candidates", default=None,
+                        help=f"comma-separated subset of {','.join(ORDER)} (default: all; library with --select library)")
+    parser.add_argument("--bootstrap", type=int, default=RESAMPLES,
+                        help=f"resamples of the test images for the 95%% intervals (default {RESAMPLES})")
     parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
                         help=f"tile overlap used by `segtune predict` (default {DEFAULT_OVERLAP})")
     parser.add_argument("--tracking-uri", default=None,
@@ -46,28 +55,41 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     args = build_parser().parse_args(argv)
-    candidates = tuple(c.strip() for c in args.candidates.split(",") if c.strip())
+    default = CANDIDATES + ((LIBRARY,) if args.select == LIBRARY else ())
+    candidates = tuple(c.strip() for c in (args.candidates or ",".join(default)).split(",") if c.strip())
     try:
+        _check_options(args, candidates)
         paths = resolve_experiment(args.experiment, args.tracking_uri or DEFAULT_TRACKING_URI)
         cfg, data, splits = load_experiment_data(paths)
-        unknown = [c for c in candidates if c not in CANDIDATES]
-        if unknown or not candidates:
-            raise ValueError(f"option --candidates: unknown {unknown}; choose from {', '.join(CANDIDATES)}")
-        if not 0 <= args.overlap < 1:
-            raise ValueError(f"option --overlap: {args.overlap}; use a fraction in [0, 1)")
         members = top_members(paths, args.top_k, cfg.max_epochs, skip_similar=not args.keep_similar)
+        library = library_members(paths, cfg.max_epochs) if args.select == LIBRARY else None
     except (ValueError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"segtune ensemble: {error}") from None
     from ensembles.build import build_ensemble  # torch, smp and onnx load only once the inputs are known good
     result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
                             overlap=args.overlap, tracker=Tracker(args.tracking_uri or cfg.tracking_uri,
                                                                   cfg.mlflow_experiment),
-                            register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)))
+                            register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)),
+                            library=library, resamples=args.bootstrap)
     storage.push(paths)
     if paths.uri:
         print(f"\nensemble saved with the experiment: {paths.uri}/{paths.ensemble.root.relative_to(paths.root)}")
     print(f"\nbundle: {result.bundle}\npredict: segtune predict {result.bundle} IMAGES_DIR OUTPUT_DIR")
     return 0
+
+
+def _check_options(args, candidates: tuple[str, ...]) -> None:
+    """Refuse bad options before any experiment is read, each naming its flag."""
+    unknown = [c for c in candidates if c not in ORDER]
+    if unknown or not candidates:
+        raise ValueError(f"option --candidates: unknown {unknown}; choose from {', '.join(ORDER)}")
+    if LIBRARY in candidates and args.select != LIBRARY:
+        raise ValueError(f"option --candidates: {LIBRARY} needs --select {LIBRARY}")
+    if not 0 <= args.overlap < 1:
+        raise ValueError(f"option --overlap: {args.overlap}; use a fraction in [0, 1)")
+    if args.bootstrap < 100:
+        raise ValueError(f"option --bootstrap: {args.bootstrap} resamples; use at least 100 (1000 or more for "
+                         "intervals whose ends do not move with the seed)")
 
 
 def _default_name(search_name: str) -> str:

@@ -87,19 +87,20 @@ def checkpoint_location(checkpoint) -> str:
     return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"
 
 
-def local_checkpoint(location: str, paths: ExperimentPaths) -> Path:
-    """The checkpoint file of a checkpoint folder; one in a bucket is downloaded once into the working copy."""
+def local_checkpoint(location: str, paths: ExperimentPaths, name: str = CHECKPOINT_FILE) -> Path:
+    """The checkpoint file (or file `name`) of a checkpoint folder; one in a bucket is downloaded once into the
+    working copy (a file the bucket lacks raises OSError)."""
     if not is_remote(location):
-        return Path(location) / CHECKPOINT_FILE
+        return Path(location) / name
     relative = location.removeprefix(paths.uri or "").strip("/")
     if relative == location.strip("/"):
         raise ValueError(f"checkpoint {location} is not inside the experiment {paths.uri}")
-    local = paths.root / relative / CHECKPOINT_FILE
+    local = paths.root / relative / name
     if not local.exists():
         fs, path = _filesystem(location)
         local.parent.mkdir(parents=True, exist_ok=True)
         partial = local.with_suffix(".partial")
-        pafs.copy_files(f"{path}/{CHECKPOINT_FILE}", str(partial), source_filesystem=fs,
+        pafs.copy_files(f"{path}/{name}", str(partial), source_filesystem=fs,
                         destination_filesystem=pafs.LocalFileSystem())
         partial.rename(local)
     return local

@@ -71,6 +71,10 @@ def test_export_refuses_a_manifest_whose_classes_the_ensemble_does_not_output(rg
 @pytest.mark.parametrize("resize, input_scale", [((48, 64), {"resize": [48, 64]}), (None, None)])
 def test_manifest_records_the_scale_the_search_read_images_at(resize, input_scale):
     cfg = load_config(None, {"resize": resize, "crop": (32, 64)})
-    summary, chosen_row = {"chosen": "mean", "members": []}, {"cv_miou": 0.5, "test_miou": 0.4}
+    summary = {"chosen": "mean", "ensemble": [{"trial_id": "t1", "weight": 1.0}]}
+    chosen_row = {"cv_miou": 0.5, "test_miou": 0.4, "test_miou_low": 0.3, "test_miou_high": 0.5, "gain": 0.02,
+                  "gain_low": -0.01, "gain_high": 0.05, "gain_verdict": "cannot be told from zero"}
     manifest = bundle_manifest(cfg, make_synthetic(count=2), TrialConfig(), summary, chosen_row, 0.25)
     assert json.loads(json.dumps(manifest))["input_scale"] == input_scale and manifest["tile"] == [32, 64]
+    assert manifest["members"] == summary["ensemble"]
+    assert manifest["scores"] == {**chosen_row, "excluded_from_mean": []}

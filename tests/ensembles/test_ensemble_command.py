@@ -1,6 +1,7 @@
 """`segtune ensemble` on a real finished smoke search: members, protocol, report, bundle, MLflow."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from ensembles.fit import CANDIDATES
 from ensembles.members import near_identical
 from ensembles.run import main as ensemble_main
 from segtune import names
+from trainables import read_val_probabilities
 
 pytestmark = pytest.mark.slow
 
@@ -44,11 +46,15 @@ def test_probabilities_are_float16_maps_of_val_and_test_images_only(built):
 
 def test_report_holds_every_candidate_and_the_choice_is_the_best_cross_validated(built):
     _, _, folder = built
-    rows = json.loads((folder / "report.json").read_text())["candidates"]
+    report = json.loads((folder / "report.json").read_text())
+    rows = report["candidates"]
     assert [r["candidate"] for r in rows] == list(CANDIDATES)
     chosen = [r for r in rows if r["chosen"]]
     assert len(chosen) == 1 and chosen[0]["cv_miou"] == max(r["cv_miou"] for r in rows)
-    assert all(0.0 <= r["test_miou"] <= 1.0 for r in rows)
+    assert all(0.0 <= r["test_miou_low"] <= r["test_miou"] <= r["test_miou_high"] <= 1.0 for r in rows)
+    assert all(r["gain_low"] <= r["gain"] <= r["gain_high"] for r in rows)
+    assert report["bootstrap"] == {"resamples": 1000, "level": 0.95, "seed": 0, "baseline": "best_single",
+                                   "test_images": report["test_images"]}
     assert (folder / "plots" / "class_iou.png").stat().st_size > 0
     assert (folder / "plots" / "test_predictions.png").stat().st_size > 0
 
@@ -58,7 +64,9 @@ def test_bundle_manifest_names_the_members_and_the_chosen_combiner(built):
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
     report = json.loads((folder / "report.json").read_text())
     assert manifest["combiner"]["kind"] == report["chosen"]
-    assert [m["trial_id"] for m in manifest["members"]] == [m["trial_id"] for m in report["members"]]
+    assert manifest["members"] == report["ensemble"]  # the chosen candidate's members only, with their weights
+    chosen = next(r for r in report["candidates"] if r["chosen"])
+    assert manifest["scores"]["test_miou_low"] == chosen["test_miou_low"]
     assert manifest["in_channels"] == 3 and manifest["tile"] == [64, 64] and len(manifest["classes"]) == 4
     assert manifest["input_scale"] is None and cfg.resize is None  # the smoke search reads images at their own size
     assert {"model.torchscript.pt", "model.onnx", "manifest.json"} <= {p.name for p in (folder / "bundle").iterdir()}
@@ -72,7 +80,9 @@ def test_mlflow_has_an_ensemble_child_of_the_search_and_a_registered_model(built
     assert len(runs) == 1
     run = runs[0]
     assert run.data.tags["mlflow.parentRunId"] == outcome.parent_run_id and run.info.status == "FINISHED"
-    assert {f"{c}_cv_miou" for c in CANDIDATES} <= set(run.data.metrics)
+    assert {f"{c}_{key}" for c in CANDIDATES for key in ("cv_miou", "test_miou_low", "gain_high")} <= set(run.data.metrics)
+    assert {"chosen_test_miou", "chosen_test_miou_low", "chosen_gain_low"} <= set(run.data.metrics)
+    assert run.data.params["bootstrap_resamples"] == "1000" and run.data.params["select"] == "top-k"
     assert client.search_model_versions("name='smoke-ensemble'")
 
 
@@ -100,6 +110,11 @@ def test_near_identical_configs_differ_by_less_than_a_quarter_in_every_number():
 
 
 def test_the_bundle_predicts_what_the_in_process_ensemble_predicts(built):
+    _, outcome, folder = built
+    _assert_bundle_matches_eager(outcome, folder)
+
+
+def _assert_bundle_matches_eager(outcome, folder):
     import torch
 
     from ensembles.build import eager_ensemble
@@ -107,9 +122,9 @@ def test_the_bundle_predicts_what_the_in_process_ensemble_predicts(built):
     from ensembles.predict import predict_image
     from segtune.data import make_synthetic
 
-    _, outcome, folder = built
     module = eager_ensemble(outcome.paths)
     manifest = load_bundle(folder / "bundle").manifest
+    assert len(module.members) == len(manifest["members"])
 
     @torch.no_grad()
     def forward(batch):
@@ -131,3 +146,42 @@ def test_a_mistyped_experiment_leaves_no_file_behind(tmp_path, monkeypatch, sour
                                          "of a run in sqlite:///mlflow.db"):
         ensemble_main([source])
     assert not list(tmp_path.iterdir())
+
+
+# --select library: last in this file, as it rebuilds the same experiment's ensemble folder
+
+
+@pytest.fixture(scope="module")
+def built_library(finished_search):
+    cfg, outcome, _ = finished_search
+    code = ensemble_main([str(outcome.paths.root), "--select", "library", "--candidates", "library", "--top-k", "2",
+                          "--folds", "3", "--no-register"])
+    assert code == 0
+    return cfg, outcome, outcome.paths.segtune / "ensemble"
+
+
+def test_every_finished_trial_kept_its_validation_maps_beside_its_best_checkpoint(finished_search):
+    _, outcome, _ = finished_search
+    splits = json.loads(outcome.paths.splits.read_text())
+    for row in outcome.leaderboard:
+        if row.checkpoint and row.outcome != "failed":
+            kept = read_val_probabilities(Path(row.checkpoint) / names.VAL_PROBABILITIES_FILE)
+            assert list(kept) == splits["val"] and kept[splits["val"][0]].dtype == np.float16
+
+
+def test_library_selects_among_every_trial_and_the_bundle_holds_them_with_their_weights(built_library):
+    _, outcome, folder = built_library
+    report = json.loads((folder / "report.json").read_text())
+    finished = [r.trial_id for r in outcome.leaderboard if r.checkpoint and r.outcome != "failed"]
+    assert report["select"] == "library" and report["library"] == finished  # the whole library, best first
+    assert report["chosen"] == "library" and len(report["candidates"]) == 1
+    weights = [m["weight"] for m in report["ensemble"]]
+    assert weights and all(w >= 1 and float(w).is_integer() for w in weights)  # times picked
+    assert {m["trial_id"] for m in report["ensemble"]} <= set(finished)
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert manifest["members"] == report["ensemble"] and manifest["combiner"]["kind"] == "library"
+
+
+def test_the_library_bundle_predicts_what_its_eager_ensemble_predicts(built_library):
+    _, outcome, folder = built_library
+    _assert_bundle_matches_eager(outcome, folder)

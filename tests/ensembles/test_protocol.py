@@ -6,7 +6,8 @@ import torch
 
 from ensembles import fit as fit_module
 from ensembles.combine import ContextHead, PixelLogistic, WeightedMean
-from ensembles.fit import FitSettings, fit_candidate, greedy_weights, sample_pixels
+from ensembles.bootstrap import bootstrap_intervals
+from ensembles.fit import FitSettings, Fitted, fit_candidate, greedy_weights, sample_pixels
 from ensembles.probabilities import ProbabilityStore
 from ensembles.protocol import evaluate_candidates, make_folds, score
 
@@ -53,7 +54,7 @@ def test_score_counts_pixels_of_whole_images_in_one_matrix(tmp_path):
     labels = np.array([[0, 1], [2, 2]], dtype=np.uint8)
     wrong = np.array([[0, 1], [2, 0]], dtype=np.uint8)  # one class-2 pixel predicted as 0
     store = make_store(tmp_path, {"t": {"a": one_hot(wrong)}})
-    matrix = score(WeightedMean([1.0]), store, {"a": labels}, ["a"], K)
+    matrix = score(Fitted(["t"], WeightedMean([1.0])), store, {"a": labels}, ["a"], K)
     assert matrix.tolist() == [[1, 0, 0], [0, 1, 0], [1, 0, 1]]
 
 
@@ -103,7 +104,8 @@ def test_protocol_chooses_by_cross_validation_and_never_fits_on_test(tmp_path, m
     monkeypatch.setattr("ensembles.protocol.fit_candidate", spy)
     evaluation = evaluate_candidates(store, masks, val, test, FitSettings(K, steps=60), folds=3, log=lambda _: None)
     assert not set(fitted_on) & set(test)
-    rows = {r["candidate"]: r for r in evaluation.table((), ["a", "b", "c"])}
+    rows = {r["candidate"]: r for r in evaluation.table((), ["a", "b", "c"], bootstrap_intervals(
+        evaluation.test_matrices, "best_single"))}
     assert rows["best_single"]["cv_miou"] == pytest.approx(1.0)  # "good" is right on every pixel
     assert rows["best_single"]["test_miou"] == pytest.approx(1.0)
     assert rows["mean"]["cv_miou"] < 1.0  # averaging in the noisy member costs pixels
@@ -127,6 +129,73 @@ def test_stackers_learn_to_trust_the_right_member(tmp_path):
     for name in ("pixel_logistic", "context_head"):
         combiner = fit_candidate(name, store, masks, ids, FitSettings(K, steps=200))
         matrix = score(combiner, store, masks, ids, K)
+        assert combiner.trial_ids == ["flipped", "weak"] and combiner.weights is None
         # the geometric mean follows the confident, wrong member; the fitted stacker learns the mapping
         assert np.trace(matrix) / matrix.sum() > 0.95, name
-    assert score(WeightedMean([1, 1]), store, masks, ids, K).trace() / (4 * 256) < 0.5
+    assert score(Fitted(["flipped", "weak"], WeightedMean([1, 1])), store, masks, ids, K).trace() / (4 * 256) < 0.5
+
+
+# Greedy selection by hand: ten pixels, two classes, p = each member's probability of class 1.
+#   pixel:        P1   P2   P3   P4   P5   P6   Q1   Q2   Q3   Q4
+#   label:         1    1    0    0    0    0    1    1    1    0
+#   best (A):     .40  .40  .30  .10  .10  .10  .90  .90  .90  .10   wrong on P1, P2
+#   different (B): .90 .90  .80  .65  .65  .65  .90  .90  .90  .10   wrong on P3-P6 (weaker), right on P1, P2
+#   dark (D):      0    0    0    0    0    0    0    0    0    0    says class 0 everywhere
+# With w the share of B in the average: P1, P2 need w > 0.2; P3 needs w < 0.4; P4-P6 need w < 8/11.
+#   A alone (w 0):      2 errors, IoU 5/7 and 3/5      -> mIoU 0.657 (best single: B 0.378, D 0.25)
+#   A + B (w 1/2):      P3 wrong, IoU 4/5 and 5/6      -> 0.817: the weaker, different member joins
+#   A + A + B (w 1/3):  no error                        -> 1.0: A picked again (a repeat)
+#   then 3A + B (w 1/4) is also 1.0, no improvement: selection stops with A x2, B x1.
+SELECTION_LABELS = np.array([1, 1, 0, 0, 0, 0, 1, 1, 1, 0])
+SELECTION_P1 = {"best": [.4, .4, .3, .1, .1, .1, .9, .9, .9, .1],
+                "different": [.9, .9, .8, .65, .65, .65, .9, .9, .9, .1],
+                "dark": [0.0] * 10}
+
+
+def selection_probs() -> np.ndarray:
+    """(N, M, 2) probabilities of the table above, members in its order."""
+    p1 = np.array(list(SELECTION_P1.values()), dtype=np.float32).T
+    return np.stack([1 - p1, p1], -1)
+
+
+def test_greedy_selection_adds_a_weaker_different_member_and_repeats_the_best():
+    weights = greedy_weights(selection_probs(), SELECTION_LABELS, FitSettings(2))
+    assert weights.tolist() == [2.0, 1.0, 0.0]
+
+
+def test_greedy_selection_stops_at_its_largest_size():
+    assert greedy_weights(selection_probs(), SELECTION_LABELS, FitSettings(2, greedy_rounds=2)).tolist() == [1, 1, 0]
+
+
+def test_the_library_candidate_selects_from_its_own_pool_inside_each_fold(tmp_path):
+    # six validation and two test images, each the ten pixels above as a 2x5 map
+    labels = SELECTION_LABELS.reshape(2, 5).astype(np.uint8)
+    ids = [f"img{i}" for i in range(8)]
+    probs = selection_probs()
+    maps = {name: {i: probs[:, m].T.reshape(2, 2, 5) for i in ids} for m, name in enumerate(SELECTION_P1)}
+    store = make_store(tmp_path, maps)
+    masks = {i: labels for i in ids}
+    wanted = []
+    evaluation = evaluate_candidates(store, masks, ids[:6], ids[6:], FitSettings(2), folds=3,
+                                     candidates=("library", "greedy"),
+                                     pools={"greedy": ["best"], "library": ["best", "different", "dark"]},
+                                     log=lambda _: None, before_test=wanted.extend)
+    library, greedy = evaluation.fitted["library"], evaluation.fitted["greedy"]
+    assert (library.trial_ids, library.weights) == (["best", "different"], [2.0, 1.0])  # "dark" is not carried
+    assert (greedy.trial_ids, greedy.weights) == (["best"], [1.0])  # the top-k pool alone cannot improve
+    assert evaluation.chosen == "library" and list(evaluation.fitted) == ["greedy", "library"]  # simpler first
+    assert sorted(wanted) == ["best", "different"]  # test maps are needed of these members only
+    assert evaluation.test_matrices["library"].shape == (2, 2, 2)
+    rows = evaluation.table((), ["0", "1"], bootstrap_intervals(evaluation.test_matrices, None))
+    by_name = {r["candidate"]: r for r in rows}
+    assert by_name["library"]["cv_miou"] == pytest.approx(1.0)
+    assert by_name["greedy"]["cv_miou"] == pytest.approx((5 / 7 + 3 / 5) / 2)
+    assert by_name["library"]["members"] == "best x2 different x1"
+
+
+def test_the_pixel_sample_shrinks_with_many_members(tmp_path):
+    labels = np.zeros((10, 10), dtype=np.uint8)
+    store = make_store(tmp_path, {f"t{m}": {"a": one_hot(labels)} for m in range(4)})
+    # 4 members x 3 classes = 12 floats a pixel: a budget of 240 floats holds 20 pixels
+    probs, _ = sample_pixels(store, {"a": labels}, ["a"], FitSettings(K, sample_floats=240))
+    assert probs.shape == (20, 4, K)
