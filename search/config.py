@@ -114,6 +114,8 @@ class SearchConfig:
     """MLflow tracking URI: a local database by default, or http://host:5000."""
     mlflow_experiment: str = "segtune"
     """MLflow experiment holding the search's parent run."""
+    study_storage: str | None = None
+    """Database of the Optuna study (optuna-dashboard reads it): sqlite:////abs/file.db, postgresql://host/db; null: segtune/study.db in the experiment folder."""
     ray_address: str | None = None
     """Ray cluster address ('auto' on a cluster head); null starts a local Ray."""
 
@@ -168,6 +170,10 @@ class SearchConfig:
              f"{self.name!r} must be a plain folder name (no '/', '..' or absolute path): it is made under storage_path")
         need(is_remote(self.storage_path) or not _inside_a_file(Path(self.storage_path).expanduser()), "storage_path",
              f"{self.storage_path} is a file or inside one; give a folder (created if missing)")
+        if self.study_storage is not None:
+            object.__setattr__(self, "study_storage", _absolute_sqlite(self.study_storage))
+            problem = _database_url_problem(self.study_storage)
+            need(not problem, "study_storage", problem)
         if self.encoder_weights is not None:
             # Ray runs each trial in a folder of its own, where a relative path would point nowhere
             object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))
@@ -234,6 +240,33 @@ def _is_number(value) -> bool:
 
 def _inside_a_file(path: Path) -> bool:
     return any(p.exists() and not p.is_dir() for p in (path, *path.parents))
+
+
+def _absolute_sqlite(url: str) -> str:
+    """An SQLite URL with its file made absolute (a resumed search may run from another folder); others as given."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:") or url[len(prefix):].startswith("/"):
+        return url
+    return prefix + str(Path(url[len(prefix):]).expanduser().resolve())
+
+
+def _database_url_problem(url: str) -> str:
+    """What keeps url from holding a study that outlives the driver, or '' when nothing does."""
+    import sqlalchemy  # only for a config that names a database
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+            return f"{url} is in memory; the study must outlive the driver: give a file, sqlite:////abs/path/studies.db"
+        if parsed.password:
+            return (f"{parsed.render_as_string(hide_password=True)} holds a password, which would be saved with the "
+                    "experiment (search_config.yaml, MLflow); leave it out and give it to the database driver (for "
+                    "PostgreSQL: PGPASSWORD or ~/.pgpass)")
+        sqlalchemy.create_engine(parsed).dispose()  # imports the database driver; connects to nothing
+    except sqlalchemy.exc.ArgumentError:
+        return f"{url!r} is not a database URL such as sqlite:////abs/path/studies.db or postgresql://host/db"
+    except ImportError as error:
+        return f"{url}: the database driver is not installed ({error})"
+    return ""
 
 
 def field_docs() -> dict[str, str]:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import ray
+import yaml
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
@@ -27,6 +28,8 @@ from search.fixed import fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
 from search.report import LeaderboardRow, leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
+from search.study import (RayTrial, check_new_study, new_study, open_storage, reconcile_study, study_exists,
+                          study_url)
 from spaces import get_recipes, get_space
 from spaces.overrides import validate_space
 from trainables import train_segmentation
@@ -55,12 +58,18 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     fixed = fixed_trial_params(cfg, data, splits).as_dict()  # the stages (space check, trainable, MLflow) take dicts
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
+    study_storage = study_url(cfg.study_storage, paths)
+    if resume:
+        open_storage(study_storage)  # a database that cannot be reached is refused before any compute
+    else:
+        check_new_study(study_storage, cfg.name)
     # Ray first: a cluster that cannot be reached leaves no experiment folder and no MLflow run behind
     start_ray(cfg)
     check_trial_fits(cfg, cluster_nodes())
     _save_inputs(cfg, paths, splits, excluded)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
+    print(f"Optuna study {cfg.name}, while the search runs too: optuna-dashboard {study_storage}", flush=True)
 
     tracker = Tracker(cfg.tracking_uri, cfg.mlflow_experiment)
     parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
@@ -74,8 +83,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
                                          {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     epoch_log = EpochLog(cfg.epoch_budget)
     try:
-        tuner = (_restore_tuner(paths, trial_function) if resume
-                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space, epoch_log))
+        tuner = (_restore_tuner(cfg, paths, trial_function, space, study_storage) if resume
+                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space, epoch_log, study_storage))
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()
@@ -148,12 +157,14 @@ def latest_experiment(storage_path: str) -> str:
     return found[-1].parent.parent.name
 
 
-def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochLog) -> tune.Tuner:
+def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochLog, study_storage: str) -> tune.Tuner:
     # metric and mode go to the searcher and the scheduler: Ray does not pass TuneConfig's on
     # to a searcher built with a define-by-run space.
     objective = {"metric": names.OBJECTIVE, "mode": names.OBJECTIVE_MODE}
     recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else None
-    searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg),
+    storage = open_storage(study_storage)
+    new_study(storage, cfg.name)  # the searcher works on it (and queues the recipes in it)
+    searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg), storage=storage, study_name=cfg.name,
                                      points_to_evaluate=recipes or None, max_epochs=cfg.max_epochs, **objective)
     return tune.Tuner(
         trainable,
@@ -183,10 +194,25 @@ def build_scheduler(cfg: SearchConfig) -> TrialScheduler:
                                    brackets=cfg.hyperband_brackets if cfg.scheduler == "hyperband" else 1)
 
 
-def _restore_tuner(paths: ExperimentPaths, trainable) -> tune.Tuner:
+def _restore_tuner(cfg: SearchConfig, paths: ExperimentPaths, trainable, space, study_storage: str) -> tune.Tuner:
+    """Ray's saved experiment, its searcher attached to the study, which is first made to hold exactly the trials of
+    Ray's saved state (search/study.py says why Ray's state wins)."""
     if not tune.Tuner.can_restore(paths.tune_path):
         raise FileNotFoundError(f"--resume: no Ray Tune experiment state in {paths.tune_path}")
-    return tune.Tuner.restore(paths.tune_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    tuner = tune.Tuner.restore(paths.tune_path, trainable=trainable, resume_unfinished=True, resume_errored=False)
+    storage = open_storage(study_storage)
+    reconciled = reconcile_study(storage, cfg.name, _saved_trials(paths), space, cfg.max_epochs)
+    if reconciled.changed:
+        print(f"study {cfg.name} in {study_storage}, made to agree with Ray's saved state: {reconciled.describe()}")
+    # the searcher Ray restores (from tuner.pkl, then its saved state) lives in the Tuner's config; Ray is pinned
+    tuner._local_tuner._tune_config.search_alg.attach(storage)
+    return tuner
+
+
+def _saved_trials(paths: ExperimentPaths) -> list[RayTrial]:
+    """The trials of the experiment state Ray saved last, the one a resumed Tuner starts from."""
+    analysis = tune.ExperimentAnalysis(paths.tune_path)
+    return [RayTrial(t.trial_id, t.status, t.config, t.last_result or {}) for t in analysis.trials]
 
 
 def _resume_inputs(paths: ExperimentPaths):
@@ -197,13 +223,24 @@ def _resume_inputs(paths: ExperimentPaths):
 
 
 def load_searcher(paths: ExperimentPaths, max_epochs: int) -> AshaAwareOptunaSearch | None:
-    """The searcher as Ray saved it in the experiment folder (its Optuna study included)."""
+    """The searcher as Ray saved it in the experiment folder, attached to its study (study_storage in the saved
+    config; a search saved before studies had a database holds its study in the saved state)."""
     searcher = AshaAwareOptunaSearch(max_epochs=max_epochs)
     try:
         searcher.restore_from_dir(str(storage.pull_tune_state(paths)))
     except (FileNotFoundError, RuntimeError):
         return None
+    url = study_url(_saved_study_storage(paths), paths)
+    if study_exists(url, searcher.study_name):
+        searcher.attach(open_storage(url))
     return searcher
+
+
+def _saved_study_storage(paths: ExperimentPaths) -> str | None:
+    """study_storage as the experiment's config saved it: the one option read, so a config whose other options no
+    longer check out (a space since removed) still finds its study; null in experiments from before it existed."""
+    saved = yaml.safe_load(paths.config.read_text()) if paths.config.exists() else {}
+    return saved.get("study_storage")
 
 
 def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[LeaderboardRow]) -> None:

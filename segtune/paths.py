@@ -2,7 +2,9 @@
 
     <storage_path>/<name>/                 Ray Tune's experiment folder (trials, checkpoints)
     <storage_path>/<name>/segtune/         what segtune adds: the config, splits and exclusion list that
-                                           made it, the leaderboard, plots, the MLflow parent run id
+                                           made it, the leaderboard, plots, the MLflow parent run id, and
+                                           study.db, the search's Optuna study (unless study_storage names
+                                           another database)
     <storage_path>/<name>/segtune/ensemble/  what `segtune ensemble` adds: members' probabilities, its
                                            report and plots, the combiner and the exported bundle
 
@@ -91,6 +93,11 @@ class ExperimentPaths:
     def epochs(self) -> Path:
         """Every epoch a trial reported, in the order the driver received it (search/budget.py)."""
         return self.segtune / "epochs.csv"
+
+    @property
+    def study(self) -> Path:
+        """The Optuna study's SQLite database when the config names no study_storage (search/study.py)."""
+        return self.segtune / "study.db"
 
     @property
     def parent_run(self) -> Path:

@@ -11,6 +11,7 @@ AWS_ENDPOINT_URL points at an S3-compatible server instead of AWS.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -46,16 +47,26 @@ def check_reachable(paths: ExperimentPaths) -> None:
 
 
 def pull(paths: ExperimentPaths) -> ExperimentPaths:
-    """Replace the local segtune/ folder with the bucket's (a remote experiment not yet started has none)."""
+    """Replace the local segtune/ folder with the bucket's (a remote experiment not yet started has none), all but a
+    local study database (search/study.py), which is newer than the bucket's copy."""
     if paths.uri is None:
         return paths
     check_reachable(paths)
     fs, path = _filesystem(paths.uri)
+    started = _info(fs, f"{path}/segtune", paths.uri).type == pafs.FileType.Directory
+    # the study database here is the live one (written as trials finish); the bucket's copy is from the last push
+    live_study = paths.root / f".{paths.study.name}"
+    keep_study = started and paths.study.is_file()
+    if keep_study:
+        os.replace(paths.study, live_study)
     shutil.rmtree(paths.segtune, ignore_errors=True)
     paths.root.mkdir(parents=True, exist_ok=True)
-    if _info(fs, f"{path}/segtune", paths.uri).type == pafs.FileType.Directory:
+    if started:
         pafs.copy_files(f"{path}/segtune", str(paths.segtune), source_filesystem=fs,
                         destination_filesystem=pafs.LocalFileSystem())
+    if keep_study:
+        paths.segtune.mkdir(parents=True, exist_ok=True)
+        os.replace(live_study, paths.study)
     return paths
 
 

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +24,12 @@ def kill_once_trials_finished(args: list[str], cwd, names: Callable[[], list[str
     names() lists the files saved in the experiment folder (relative paths; local or in a bucket) and read(name)
     returns one. Ray saves the experiment state, the searcher's state and each trial's result.json as separate
     files and uploads them one by one, so a kill mid-upload can leave a state whose newest trials the searcher
-    state lacks (the resumed study then never holds them: seen once in CI, 4 of 5) or whose finished trials'
-    result.json is not there yet (seen once too). The kill waits for a whole snapshot: a searcher state holding
-    every trial of the experiment state, and each finished trial's result.json with all its epochs, so the tests
-    can ask for the whole study and unchanged result files. Returns the driver's output and trial id -> status
-    in the state saved before the kill.
+    state lacks (before the study had a database, the resumed study then never held them: seen once in CI, 4 of 5;
+    a search generator state counting fewer trials makes Ray start more than num_samples) or whose finished
+    trials' result.json is not there yet (seen once too). The kill waits for a whole snapshot: a search generator
+    state counting every trial of the experiment state, and each finished trial's result.json with all its epochs,
+    so the tests can ask for num_samples trials and unchanged result files. Returns the driver's output and trial
+    id -> status in the state saved before the kill.
     """
     env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
     driver = subprocess.Popen([*RUN, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -62,7 +62,7 @@ def _whole_snapshot_with(finished: int, names, read) -> dict[str, tuple[str, int
     """The newest saved trials when they are a whole snapshot with `finished` finished trials, else None."""
     trials = _trials(names, read)
     done = {trial: epochs for trial, (status, epochs) in trials.items() if status == "TERMINATED"}
-    if len(done) < finished or _study_size(names, read) < len(trials):
+    if len(done) < finished or _trials_generated(names, read) < len(trials):
         return None
     whole = all((read(f"trial_{trial}/result.json") or b"").count(b"\n") == epochs for trial, epochs in done.items())
     return trials if whole else None
@@ -88,18 +88,15 @@ def _trials(names, read) -> dict[str, tuple[str, int]]:
     return trials
 
 
-def _study_size(names, read) -> int:
-    """Trials in the Optuna study of the newest saved searcher state (0 before there is one)."""
-    from search.searcher import AshaAwareOptunaSearch
-    newest = _newest(names, "searcher-state-*.pkl")
+def _trials_generated(names, read) -> int:
+    """Trials Ray's search generator had made in its newest saved state (0 before there is one)."""
+    import pickle
+    newest = _newest(names, "search_gen_state-*.json")  # a pickle, despite its name
     data = read(newest) if newest else None
-    if not data:
+    try:
+        return pickle.loads(data)["counter"] if data else 0
+    except (pickle.UnpicklingError, EOFError):  # caught mid-write: not saved yet
         return 0
-    with tempfile.TemporaryDirectory() as folder:
-        (Path(folder) / "state.pkl").write_bytes(data)
-        searcher = AshaAwareOptunaSearch(max_epochs=1)
-        searcher.restore(str(Path(folder) / "state.pkl"))
-    return len(searcher.study.trials)
 
 
 def run_driver(args: list[str], cwd, env: dict | None = None, timeout: float = 400) -> subprocess.CompletedProcess:
