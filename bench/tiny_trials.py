@@ -1,0 +1,160 @@
+"""What Ray, Optuna and MLflow cost per trial: N tiny trials through the real driver, four ways, interleaved.
+
+    python bench/tiny_trials.py                     # 100 trials of 2 epochs, each arm 3 times
+    python bench/tiny_trials.py --trials 20 --repeats 1 --space smoke
+
+Every arm runs N trials of tests/fakes.py's dummy trainable (no model: a made-up score and a small checkpoint
+per epoch), so what is left is the machinery:
+
+    tpe+mlflow  search.run_search as users run it: Optuna TPE, MLflow to a SQLite store
+    tpe         the same with MLflow switched off (a tracker that does nothing)
+    random      Optuna's random sampler, MLflow off
+    ray         bare Ray Tune: the same trials, reuse_actors, no searcher, no callbacks, no segtune
+
+Every search arm uses the FIFO scheduler (each trial runs all its epochs, as in the bare arm) and the same
+max_concurrent_trials. The arms take turns (one of each per repeat), so a background load hits them alike.
+The time is that of Tuner.fit (the trials); run_search's fixed costs (data, reports, plots) come on top and are
+shown as the total. Per trial: MLflow = tpe+mlflow - tpe, TPE = tpe - random, segtune's driver (OptunaSearch,
+callbacks, checkpoint bookkeeping) = random - ray, Ray = ray; each a median [min, max] of per-repeat differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # fakes.py: the dummy trainable the driver's tests use
+
+from ray import tune  # noqa: E402
+
+import search.driver  # noqa: E402
+import search.report  # noqa: E402
+from fakes import dummy_trainable  # noqa: E402
+from search import load_config  # noqa: E402
+from search.cluster import start_ray  # noqa: E402
+
+ARMS = ("tpe+mlflow", "tpe", "random", "ray")
+
+
+class NullTracker:
+    """MLflow off: every Tracker method does nothing."""
+    failed = False
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __getattr__(self, name):
+        return _nothing
+
+
+def _nothing(*args, **kwargs):
+    return None
+
+
+@contextlib.contextmanager
+def timed_fit(record: list):
+    """Tuner.fit, timed: the trials alone, without the driver's fixed costs before and after."""
+    original = tune.Tuner.fit
+
+    def fit(self):
+        started = time.perf_counter()
+        try:
+            return original(self)
+        finally:
+            record.append(time.perf_counter() - started)
+
+    with mock.patch.object(tune.Tuner, "fit", fit):
+        yield
+
+
+def run_arm(arm: str, args, folder: Path) -> tuple[float, float]:
+    """(seconds in Tuner.fit, seconds in all) of one arm's N trials."""
+    fit_seconds: list[float] = []
+    started = time.perf_counter()
+    with (timed_fit(fit_seconds), open(folder / f"{arm}.log", "w") as log, contextlib.redirect_stdout(log),
+          contextlib.redirect_stderr(log)):
+        if arm == "ray":
+            bare_tune(args, folder)
+        else:
+            search_arm(arm, args, folder)
+    return fit_seconds[0], time.perf_counter() - started
+
+
+def search_arm(arm: str, args, folder: Path) -> None:
+    cfg = load_config(None, {"space": args.space, "num_samples": args.trials, "max_epochs": args.epochs,
+                             "grace_period": 1, "scheduler": "fifo", "sampler": "random" if arm == "random" else "tpe",
+                             "max_concurrent_trials": args.concurrent, "name": arm, "storage_path": str(folder),
+                             "tracking_uri": f"sqlite:///{folder}/mlflow.db"})
+    with contextlib.ExitStack() as stack:
+        # the dummy's checkpoints hold no model to draw predictions with
+        stack.enter_context(mock.patch.object(search.report, "plot_predictions", lambda *a: None))
+        if arm != "tpe+mlflow":
+            stack.enter_context(mock.patch.object(search.driver, "Tracker", NullTracker))
+        outcome = search.driver.run_search(cfg, trainable=dummy_trainable())
+    finished = sum(1 for row in outcome.leaderboard if row.outcome == "completed")
+    if finished != args.trials:
+        raise RuntimeError(f"arm {arm}: {finished} of {args.trials} trials completed; see {folder}/{arm}.log")
+
+
+def bare_tune(args, folder: Path) -> None:
+    """The same trials on Ray Tune alone: parameters drawn by Ray's own generator."""
+    space = {"encoder": "tu-mobilenetv3_small_050", "loss": tune.choice(["cross_entropy", "dice"]),
+             "lr": tune.loguniform(1e-4, 1e-1)}
+    trainable = tune.with_resources(tune.with_parameters(dummy_trainable(), data=None, splits=None,
+                                                         fixed={"max_epochs": args.epochs}), {"cpu": 1})
+    results = tune.Tuner(trainable, param_space=space,
+                         tune_config=tune.TuneConfig(num_samples=args.trials, max_concurrent_trials=args.concurrent,
+                                                     reuse_actors=True),
+                         run_config=tune.RunConfig(name="ray", storage_path=str(folder), verbose=0)).fit()
+    if results.num_errors or len(results) != args.trials:
+        raise RuntimeError(f"arm ray: {results.num_errors} of {len(results)} trials failed")
+
+
+def spread(values: list[float], scale: float = 1.0) -> str:
+    scaled = [v * scale for v in values]
+    return f"{statistics.median(scaled):.3f} [{min(scaled):.3f}, {max(scaled):.3f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--epochs", type=int, default=2, help="epochs (reports with a checkpoint) per trial")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrent", type=int, default=2, help="max_concurrent_trials (the search default)")
+    parser.add_argument("--space", default="default", help="search space of the search arms (default: default)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/segtune_tiny_trials"))
+    args = parser.parse_args()
+    start_ray(load_config(None, {}))  # one local Ray for every arm, as a search starts it
+    fit: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    total: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    for repeat in range(args.repeats):
+        for arm in ARMS[repeat % len(ARMS):] + ARMS[:repeat % len(ARMS)]:  # each arm leads once in a while
+            folder = args.out / f"repeat{repeat}" / arm.replace("+", "_")
+            folder.mkdir(parents=True, exist_ok=False)
+            fit_s, total_s = run_arm(arm, args, folder)
+            fit[arm].append(fit_s)
+            total[arm].append(total_s)
+            print(f"repeat {repeat} {arm:<11} fit {fit_s:7.1f} s, all {total_s:7.1f} s", flush=True)
+    per_trial = 1 / args.trials
+    print(f"\n{args.trials} trials x {args.epochs} epochs, {args.concurrent} at a time, space {args.space}, "
+          f"{args.repeats} repeats (median [min, max])")
+    print(f"{'arm':<11} {'fit s':>24} {'s per trial':>24} {'all s':>24}")
+    for arm in ARMS:
+        print(f"{arm:<11} {spread(fit[arm]):>24} {spread(fit[arm], per_trial):>24} {spread(total[arm]):>24}")
+    costs = {"MLflow": ("tpe+mlflow", "tpe"), "TPE (vs random)": ("tpe", "random"),
+             "segtune driver (vs bare Tune)": ("random", "ray")}
+    print("\ncost per trial, s (paired by repeat):")
+    for name, (with_it, without) in costs.items():
+        print(f"  {name:<30} {spread([a - b for a, b in zip(fit[with_it], fit[without])], per_trial)}")
+    print(f"  {'Ray Tune (bare)':<30} {spread(fit['ray'], per_trial)}")
+
+
+if __name__ == "__main__":
+    main()
