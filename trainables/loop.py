@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -19,9 +20,7 @@ def train_epoch(model, loader, loss_fn, optimizer, compute: Compute, max_steps: 
     model.train()
     scaler = compute.scaler()
     total, steps = 0.0, 0
-    for step, (images, masks) in enumerate(loader):
-        if max_steps is not None and step >= max_steps:
-            break
+    for step, (images, masks) in enumerate(itertools.islice(loader, max_steps)):  # no batch made beyond max_steps
         images, masks = compute.batch(images), masks.to(compute.device, non_blocking=True)
         with compute.autocast():
             logits = model(images)

@@ -4,7 +4,7 @@ from torch.utils.data import DataLoader
 
 from segtune import names
 from segtune.data import CropDataset, make_splits, make_synthetic
-from trainables import TrialConfig, build_model, load_model, run_trial
+from trainables import TrialConfig, build_loss, build_model, load_model, run_trial
 from trainables.device import Compute
 from trainables.loop import train_epoch
 from trainables.trainable import CHECKPOINT_FILE
@@ -87,6 +87,25 @@ def test_non_finite_loss_stops_the_trial_with_the_reason(data_and_splits):
     nan_loss = lambda logits, target: logits.sum() * float("nan")  # noqa: E731
     with pytest.raises(FloatingPointError, match="lower lr"):
         train_epoch(model, loader, nan_loss, torch.optim.SGD(model.parameters(), lr=0.1), Compute(torch.device("cpu")))
+
+
+def test_an_epoch_of_max_steps_batches_makes_no_batch_beyond_them(data_and_splits):
+    # without a DataLoader worker every batch is cropped (and augmented) when drawn: one drawn past the last step
+    # was work thrown away on every epoch of a trial with steps_per_epoch
+    data, splits = data_and_splits
+    cfg = tiny_config()
+    model = build_model(cfg)
+    batches = list(DataLoader(CropDataset(data, splits["train"], cfg.crop, cfg.mean, cfg.std, 0, 255), batch_size=4))
+    drawn = []
+
+    def loader():
+        for batch in batches:  # 12 training images: 3 batches
+            drawn.append(batch)
+            yield batch
+
+    train_epoch(model, loader(), build_loss("cross_entropy", 255), torch.optim.SGD(model.parameters(), lr=0.1),
+                Compute(torch.device("cpu")), max_steps=2)
+    assert len(batches) == 3 and len(drawn) == 2
 
 
 def test_local_encoder_weights_are_loaded_without_download(tmp_path):
