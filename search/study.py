@@ -121,8 +121,8 @@ class Reconciliation:
         return bool(self.dropped or self.reopened or self.told or self.made or self.unmade)
 
     def describe(self) -> str:
-        parts = [f"{len(self.dropped)} dropped (asked after Ray's last snapshot; {len(self.requeued)} recipe(s) "
-                 "queued again)" if self.dropped else "",
+        requeued = f"; {len(self.requeued)} recipe(s) queued again" if self.requeued else ""
+        parts = [f"{len(self.dropped)} dropped (asked after Ray's last snapshot{requeued})" if self.dropped else "",
                  f"{len(self.reopened)} running again (unfinished in Ray's snapshot)" if self.reopened else "",
                  f"{len(self.told)} told Ray's result (finished in Ray's snapshot)" if self.told else "",
                  f"{len(self.made)} made from Ray's config and result (not in the database)" if self.made else "",
@@ -219,7 +219,9 @@ def _told(trial: FrozenTrial, ray: RayTrial, max_epochs: int) -> FrozenTrial:
     intermediate = dict(trial.intermediate_values)
     if step is not None:
         intermediate.setdefault(step, value)
-    return _copy(trial, state=state, value=value if state == TrialState.COMPLETE else None,
+    if state == TrialState.PRUNED:  # Optuna's tell gives a pruned trial its last intermediate value, if any
+        value = intermediate[max(intermediate)] if intermediate else None
+    return _copy(trial, state=state, value=value if state != TrialState.FAIL else None,
                  datetime_complete=_now(), intermediate_values=intermediate)
 
 

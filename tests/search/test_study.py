@@ -202,8 +202,23 @@ def test_a_trial_ray_finished_is_told_its_last_result_by_the_searchers_rule():
     reconciled = reconcile(ray, study, two_parameter_space, MAX_EPOCHS)
     assert reconciled.told == ["finished", "stopped", "errored"]
     assert summary(reconciled.trials) == [("finished", "COMPLETE", 0.6, {1: 0.4}),
-                                          ("stopped", "PRUNED", None, {1: 0.2, 2: 0.3}),
+                                          ("stopped", "PRUNED", 0.3, {1: 0.2, 2: 0.3}),  # as Optuna tells it
                                           ("errored", "FAIL", None, {})]
+
+
+@pytest.mark.parametrize("last, error", [(result(MAX_EPOCHS, 0.5, best=0.6), False), (result(2, 0.3), False),
+                                         (None, True)])
+def test_a_trial_told_from_rays_state_ends_as_the_searcher_tells_it(tmp_path, last, error):
+    searcher = searcher_on(f"sqlite:///{tmp_path}/s.db")
+    searcher.suggest("t0")
+    searcher.on_trial_result("t0", result(1, 0.2))
+    running = searcher.study.trials[0]
+    searcher.on_trial_complete("t0", last, error=error)
+    told_by_searcher = searcher.study.trials[0]
+    [told] = reconcile([RayTrial("t0", "ERROR" if error else "TERMINATED", last_result=last or {})], [running],
+                       smoke_space, MAX_EPOCHS).trials
+    assert (told.state, told.value, told.intermediate_values) == \
+        (told_by_searcher.state, told_by_searcher.value, told_by_searcher.intermediate_values)
 
 
 def test_a_ray_trial_the_study_lacks_is_made_from_its_config_after_the_studys_own():
