@@ -20,7 +20,7 @@ from segtune import names, storage
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
 from segtune.inspect import duplicate_groups
 from segtune.paths import ExperimentPaths, experiment_paths, is_remote
-from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, Tracker, hide_password
+from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, Tracker, hide_password, runs_page
 from search.budget import EpochLog
 from search.cluster import check_trial_fits, cluster_nodes, start_ray
 from search.config import SearchConfig, load_config, save_config
@@ -69,7 +69,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     _save_inputs(cfg, paths, splits, excluded)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
-    print(f"Optuna study {cfg.name}, while the search runs too: optuna-dashboard {study_storage}", flush=True)
+    print(f"Optuna study {cfg.name}, live while the search runs: optuna-dashboard {study_storage}", flush=True)
 
     tracker = Tracker(cfg.tracking_uri, cfg.mlflow_experiment)
     parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
@@ -102,7 +102,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     # Ray ends fit() quietly on Ctrl-C; trials neither terminated nor errored mean it was interrupted.
     interrupted = results.num_terminated + results.num_errors < len(results)
     tracker.finish_parent("KILLED" if interrupted else "FINISHED")
-    _print_summary(cfg, paths, rows)
+    _print_summary(cfg, paths, rows, tracker.experiment_id)
     if tracker.failed:
         print(f"MLflow at {cfg.tracking_uri} could not be reached during the search; everything is in {paths.tune_path}. "
               f"Log it once the store is back: segtune mlflow {paths.tune_path} --tracking-uri {cfg.tracking_uri}"
@@ -243,7 +243,8 @@ def _saved_study_storage(paths: ExperimentPaths) -> str | None:
     return saved.get("study_storage")
 
 
-def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[LeaderboardRow]) -> None:
+def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[LeaderboardRow],
+                   experiment_id: str | None) -> None:
     print("\n" + format_leaderboard(rows))
     if rows and rows[0].checkpoint:
         best = rows[0]
@@ -252,5 +253,7 @@ def _print_summary(cfg: SearchConfig, paths: ExperimentPaths, rows: list[Leaderb
         print(f"best checkpoint: {best.checkpoint}/{names.CHECKPOINT_FILE}")
     print(f"experiment folder: {paths.tune_path}  (leaderboard, plots, config and splits in {paths.segtune})")
     uri = cfg.tracking_uri
-    print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}" if not uri.startswith("http")
-          else f"browse in MLflow: open {uri}")
+    server = uri if uri.startswith("http") else "http://127.0.0.1:5000"
+    if not uri.startswith("http"):
+        print(f"browse in MLflow: mlflow ui --backend-store-uri {uri}")
+    print(f"the trials in MLflow: {runs_page(server, experiment_id)}" if experiment_id else f"MLflow: {server}")

@@ -84,6 +84,13 @@ def store_uri(masked: str) -> str:
 EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
+def runs_page(server: str, experiment_id: str) -> str:
+    """The experiment's runs table in MLflow's UI. MLflow 3.17's UI picks GenAI or model-training pages by a toggle
+    it remembers in the browser (GenAI at first) and ignores the experiment's kind tag while the toggle shows, so the
+    link names the model-training view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 def artifact_location(uri: str) -> str | None:
     """Artifacts of a SQLite store go in `mlruns` beside its database file, not in the folder a command ran from
     (MLflow's default); None (the server's own default) for any other store."""

@@ -126,3 +126,9 @@ def test_the_experiment_is_marked_as_model_training_so_the_ui_opens_on_its_runs(
         tracker = Tracker(uri, name)
         assert client.get_experiment(tracker.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     assert tracker.experiment_id == older
+
+
+def test_the_runs_link_opens_mlflow_on_its_model_training_pages():
+    from segtune.tracking import runs_page
+    assert runs_page("http://127.0.0.1:5000/", "3") == \
+        "http://127.0.0.1:5000/#/experiments/3/runs?workflowType=machine_learning"
