@@ -68,7 +68,7 @@ step compute_paths 75 $py bench/cuda_paths.py "${work[@]}" --out "$out/paths" &&
 step memory_share 40 $py bench/cuda_paths.py "${work[@]}" --share 0.25 --out "$out/share" && grep '^ROW' "$out/memory_share.log" >> "$table"
 
 if step trial_vs_bare 70 $py bench/trial_overhead.py "${work[@]}" --no-ray --repeats 3 --out "$out/overhead"; then
-    awk '/^  bare /{bare=$2} /segtune\/bare ratio/{r=$3" "$4" "$5}
+    awk '/^  bare /{bare=$2} /segtune\/bare ratio \(wall clock\)/{r=$5" "$6" "$7}
          END{printf "ROW\ttrial vs bare loop\tsegtune/bare, median [min, max] of 3\t%s (bare %s img/s)\n", r, bare}' \
         "$out/trial_vs_bare.log" >> "$table"
 fi

@@ -12,9 +12,11 @@ Three arms, each training --epochs epochs from the same seed, the first epoch wa
     ray      train_segmentation through Ray Tune, one trial with --threads CPUs, as a search runs it (what users
              run); train_epoch's calls timed inside the trial process (--no-ray leaves it out)
 segtune and bare take turns epoch by epoch in one process (bare's epoch runs while run_trial reports; who goes first
-alternates by repeat), so a background load hits both alike; the Ray trial runs between them. Images/s counts
-training epochs only: no validation, checkpoints or start-up. Ratios are arm/bare within a repeat, reported as
-median [min, max] over repeats; ray/bare compares runs minutes apart, so it is the noisier one.
+alternates by repeat), so a background load hits both alike; the Ray trial runs between them. Images per second
+count training epochs only (no validation, checkpoints or start-up), by the wall clock and per CPU-second of the
+process; the second ignores what share of the CPUs a background load leaves (on a CPU with --threads 1 all the work
+is in the process: no DataLoader workers). Ratios are arm/bare within a repeat, reported as median [min, max] over
+repeats; ray/bare compares runs minutes apart, so by the wall clock it is the noisier one.
 """
 
 from __future__ import annotations
@@ -80,28 +82,38 @@ def synchronise() -> None:
         torch.cuda.synchronize()
 
 
+def clocks() -> tuple[float, float]:
+    """(wall clock, CPU time of this process): the second counts only work done here, whatever else the machine
+    runs (with --threads 1 there are no DataLoader workers, so all of a CPU trial's work)."""
+    synchronise()
+    return time.perf_counter(), time.process_time()
+
+
+def since(start: tuple[float, float]) -> tuple[float, float]:
+    now = clocks()
+    return now[0] - start[0], now[1] - start[1]
+
+
 @contextlib.contextmanager
 def timed_train_epochs(record):
-    """trainables.trainable's train_epoch, each call timed into record(seconds)."""
+    """trainables.trainable's train_epoch, each call timed into record((wall seconds, CPU seconds))."""
     original = trainables.trainable.train_epoch
 
     def timed(*args, **kwargs):
-        synchronise()
-        started = time.perf_counter()
+        started = clocks()
         loss = original(*args, **kwargs)
-        synchronise()
-        record(time.perf_counter() - started)
+        record(since(started))
         return loss
 
     with mock.patch.object(trainables.trainable, "train_epoch", timed):
         yield
 
 
-def paired_run(trial: TrialConfig, data, splits, args, bare_first: bool) -> tuple[list[float], list[float]]:
-    """(segtune's epoch seconds, bare's epoch seconds): run_trial, with one bare epoch run at each of its reports."""
-    segtune_seconds: list[float] = []
+def paired_run(trial: TrialConfig, data, splits, args, bare_first: bool) -> tuple[list, list]:
+    """(segtune's epoch times, bare's epoch times): run_trial, with one bare epoch run at each of its reports."""
+    segtune_seconds: list[tuple[float, float]] = []
     bare = bare_epochs(trial, data, splits, args)
-    bare_seconds: list[float] = [next(bare)] if bare_first else []
+    bare_seconds: list[tuple[float, float]] = [next(bare)] if bare_first else []
 
     def report(result, state):
         if len(bare_seconds) < trial.max_epochs:
@@ -112,8 +124,8 @@ def paired_run(trial: TrialConfig, data, splits, args, bare_first: bool) -> tupl
     return segtune_seconds, bare_seconds
 
 
-def ray_arm(trial: TrialConfig, data, splits, args, label: str) -> list[float]:
-    """One Tune trial of train_segmentation; the trial process appends each epoch's seconds to a file."""
+def ray_arm(trial: TrialConfig, data, splits, args, label: str) -> list[tuple[float, float]]:
+    """One Tune trial of train_segmentation; the trial process appends each epoch's times to a file."""
     times_file = args.out / f"{label}.jsonl"
     sampled = sampled_params(args, trial.encoder)
     fixed = {k: v for k, v in trial.to_dict().items() if k not in sampled}
@@ -134,11 +146,11 @@ def ray_arm(trial: TrialConfig, data, splits, args, label: str) -> list[float]:
         raise RuntimeError(f"the Ray trial failed: {results[0].error}")
     rows = [json.loads(line) for line in times_file.read_text().splitlines()]
     args.ray_threads = rows[0]["threads"]
-    return [row["seconds"] for row in rows]
+    return [tuple(row["seconds"]) for row in rows]
 
 
 def bare_epochs(trial: TrialConfig, data, splits, args):
-    """The reference, what one would write by hand for the same training: yields each epoch's seconds."""
+    """The reference, what one would write by hand for the same training: yields each epoch's times."""
     device = torch.device(args.device)
     mixed = device.type == "cuda" and args.precision == "mixed"
     if mixed and not torch.cuda.is_bf16_supported():
@@ -150,8 +162,7 @@ def bare_epochs(trial: TrialConfig, data, splits, args):
     optimizer = torch.optim.AdamW(model.parameters(), lr=trial.lr, weight_decay=trial.weight_decay)
     train_set = CropDataset(data, splits["train"], trial.crop, trial.mean, trial.std, trial.seed, trial.ignore_index)
     for epoch in range(1, trial.max_epochs + 1):
-        synchronise()
-        started = time.perf_counter()
+        started = clocks()
         train_set.epoch = epoch
         loader = DataLoader(train_set, batch_size=trial.batch_size, shuffle=True,
                             drop_last=len(train_set) > trial.batch_size, num_workers=trial.num_workers,
@@ -168,40 +179,40 @@ def bare_epochs(trial: TrialConfig, data, splits, args):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        synchronise()
-        yield time.perf_counter() - started
+        yield since(started)
 
 
 def spread(values: list[float], digits: int = 3) -> str:
     return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}, {max(values):.{digits}f}]"
 
 
-def measure(encoder: str, cfg, data, splits, args) -> dict[str, list[float]]:
-    """Images/s of each arm, one value per repeat."""
+def measure(encoder: str, cfg, data, splits, args) -> dict[str, dict[str, list[float]]]:
+    """Images per second of each arm, by the wall clock and by CPU time, one value per repeat."""
     fixed = fixed_trial_params(cfg, data, splits).as_dict()
     trial = TrialConfig.from_dict({**fixed, **sampled_params(args, encoder)})
     images = epoch_images(trial, len(splits["train"])) * (trial.max_epochs - 1)
-    speed: dict[str, list[float]] = {arm: [] for arm in ARMS if arm != "ray" or args.ray}
+    speed = {arm: {"wall": [], "cpu": []} for arm in ARMS if arm != "ray" or args.ray}
     for repeat in range(args.repeats):
         runs = dict(zip(("segtune", "bare"), paired_run(trial, data, splits, args, bare_first=repeat % 2 == 1)))
         if args.ray:
             runs["ray"] = ray_arm(trial, data, splits, args, f"{encoder}_ray_{repeat}")
-        for arm, seconds in runs.items():
-            if len(seconds) != trial.max_epochs:
-                raise RuntimeError(f"arm {arm} trained {len(seconds)} epochs, not {trial.max_epochs}")
-            speed[arm].append(images / sum(seconds[1:]))
-        print(f"  repeat {repeat}: " + ", ".join(f"{arm} {speed[arm][-1]:.2f} img/s" for arm in speed), flush=True)
+        for arm, times in runs.items():
+            if len(times) != trial.max_epochs:
+                raise RuntimeError(f"arm {arm} trained {len(times)} epochs, not {trial.max_epochs}")
+            speed[arm]["wall"].append(images / sum(wall for wall, _ in times[1:]))
+            speed[arm]["cpu"].append(images / sum(cpu for _, cpu in times[1:]))
+        print(f"  repeat {repeat}: " + ", ".join(f"{arm} {speed[arm]['wall'][-1]:.2f} img/s" for arm in speed), flush=True)
     return speed
 
 
-def report(encoder: str, speed: dict[str, list[float]]) -> None:
-    print(f"{encoder}: images/s median [min, max] over repeats")
+def report(encoder: str, speed: dict[str, dict[str, list[float]]]) -> None:
+    print(f"{encoder}: median [min, max] over repeats of images per wall-clock second; per CPU-second of the process")
     for arm, values in speed.items():
-        print(f"  {arm:<8} {spread(values, 2)}")
+        print(f"  {arm:<8} {spread(values['wall'], 2)}; {spread(values['cpu'], 2)}")
     for arm in (a for a in speed if a != "bare"):
-        if "bare" in speed:
-            ratios = [a / b for a, b in zip(speed[arm], speed["bare"])]
-            print(f"  {arm}/bare ratio {spread(ratios)}")
+        for clock, label in (("wall", "wall clock"), ("cpu", "CPU time")):
+            ratios = [a / b for a, b in zip(speed[arm][clock], speed["bare"][clock])]
+            print(f"  {arm}/bare ratio ({label}) {spread(ratios)}")
 
 
 def add_workload_arguments(parser: argparse.ArgumentParser, out: str) -> None:
