@@ -4,12 +4,11 @@ finding its trials, and the reconciliation with Ray's saved state as a function 
 
 import optuna
 import pytest
-
-import search.study
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+import search.study
 from search import load_config
 from search.searcher import RAY_TRIAL_ID, AshaAwareOptunaSearch, build_sampler
 from search.study import (RayTrial, check_new_study, new_study, open_storage, reconcile, reconcile_study,
