@@ -9,13 +9,15 @@ per epoch), so what is left is the machinery:
     tpe+mlflow  search.run_search as users run it: Optuna TPE, MLflow to a SQLite store
     tpe         the same with MLflow switched off (a tracker that does nothing)
     random      Optuna's random sampler, MLflow off
+    memory      the same with the Optuna study in memory instead of its database (study_storage, SQLite)
     ray         bare Ray Tune: the same trials, reuse_actors, no searcher, no callbacks, no segtune
 
 Every search arm uses the FIFO scheduler (each trial runs all its epochs, as in the bare arm) and the same
 max_concurrent_trials. The arms take turns (one of each per repeat), so a background load hits them alike.
 The time is that of Tuner.fit (the trials); run_search's fixed costs (data, reports, plots) come on top and are
-shown as the total. Per trial: MLflow = tpe+mlflow - tpe, TPE = tpe - random, segtune's driver (OptunaSearch,
-callbacks, checkpoint bookkeeping) = random - ray, Ray = ray; each a median [min, max] of per-repeat differences.
+shown as the total. Per trial: MLflow = tpe+mlflow - tpe, TPE = tpe - random, the study database = random - memory,
+the rest of segtune's driver (OptunaSearch, callbacks, checkpoint bookkeeping) = memory - ray, Ray = ray; each a
+median [min, max] of per-repeat differences.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ sys.path.insert(0, str(ROOT / "tests"))  # fakes.py: the dummy trainable the dri
 
 from ray import tune  # noqa: E402
 
+import optuna  # noqa: E402
+
 import search.driver  # noqa: E402
 import search.report  # noqa: E402
 from fakes import dummy_trainable  # noqa: E402
 from search import load_config  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 
-ARMS = ("tpe+mlflow", "tpe", "random", "ray")
+ARMS = ("tpe+mlflow", "tpe", "random", "memory", "ray")
 
 
 class NullTracker:
@@ -89,7 +93,7 @@ def run_arm(arm: str, args, folder: Path) -> tuple[float, float]:
 
 def search_arm(arm: str, args, folder: Path) -> None:
     cfg = load_config(None, {"space": args.space, "num_samples": args.trials, "max_epochs": args.epochs,
-                             "grace_period": 1, "scheduler": "fifo", "sampler": "random" if arm == "random" else "tpe",
+                             "grace_period": 1, "scheduler": "fifo", "sampler": "tpe" if "tpe" in arm else "random",
                              "max_concurrent_trials": args.concurrent, "name": arm, "storage_path": str(folder),
                              "tracking_uri": f"sqlite:///{folder}/mlflow.db"})
     with contextlib.ExitStack() as stack:
@@ -97,6 +101,10 @@ def search_arm(arm: str, args, folder: Path) -> None:
         stack.enter_context(mock.patch.object(search.report, "plot_predictions", lambda *a: None))
         if arm != "tpe+mlflow":
             stack.enter_context(mock.patch.object(search.driver, "Tracker", NullTracker))
+        if arm == "memory":  # the driver opens the study's database twice (the search, the report): one memory store
+            study = optuna.storages.InMemoryStorage()
+            stack.enter_context(mock.patch.object(search.driver, "open_storage", lambda url: study))
+            stack.enter_context(mock.patch.object(search.driver, "study_exists", lambda url, name: True))
         outcome = search.driver.run_search(cfg, trainable=dummy_trainable())
     finished = sum(1 for row in outcome.leaderboard if row.outcome == "completed")
     if finished != args.trials:
@@ -149,7 +157,7 @@ def main() -> None:
     for arm in ARMS:
         print(f"{arm:<11} {spread(fit[arm]):>24} {spread(fit[arm], per_trial):>24} {spread(total[arm]):>24}")
     costs = {"MLflow": ("tpe+mlflow", "tpe"), "TPE (vs random)": ("tpe", "random"),
-             "segtune driver (vs bare Tune)": ("random", "ray")}
+             "study database (vs in memory)": ("random", "memory"), "rest of the driver (vs bare Tune)": ("memory", "ray")}
     print("\ncost per trial, s (paired by repeat):")
     for name, (with_it, without) in costs.items():
         print(f"  {name:<30} {spread([a - b for a, b in zip(fit[with_it], fit[without])], per_trial)}")
