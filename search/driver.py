@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
 import ray
 import yaml
 from ray import tune
@@ -188,6 +189,8 @@ def build_scheduler(cfg: SearchConfig) -> TrialScheduler:
     them all and stops none. Its HyperBandForBOHB variant needs Ray's BOHB searcher, not Optuna."""
     if cfg.scheduler == "fifo":
         return FIFOScheduler()
+    if cfg.scheduler == "hyperband":
+        np.random.seed(cfg.seed)  # Ray draws each trial's bracket from NumPy's global generator: same seed, same draws
     return AsyncHyperBandScheduler(time_attr="training_iteration", metric=names.OBJECTIVE, mode=names.OBJECTIVE_MODE,
                                    max_t=cfg.max_epochs, grace_period=cfg.grace_period,
                                    reduction_factor=cfg.reduction_factor,
