@@ -43,8 +43,9 @@ def train_epoch(model, loader, loss_fn, optimizer, compute: Compute, max_steps: 
 
 
 @torch.no_grad()
-def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute) -> dict[str, float]:
-    """Validation loss and metrics from one confusion matrix over the whole split."""
+def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute, keep: list | None = None) -> dict[str, float]:
+    """Validation loss and metrics from one confusion matrix over the whole split; `keep`, when given, receives each
+    image's class probabilities (float16 on the CPU) from the same pass (trainables/val_probabilities.py)."""
     model.eval()
     matrix = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
@@ -56,6 +57,8 @@ def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute) -> dict
         loss_sum += loss_fn(logits, masks).item() * valid
         pixels += valid
         matrix += metrics.confusion_matrix(masks, logits.argmax(1), cfg.num_classes, cfg.ignore_index).cpu()
+        if keep is not None:
+            keep.extend(torch.softmax(logits, 1).to("cpu", torch.float16).unbind(0))
     return summarise(matrix.numpy(), cfg, loss_sum / max(pixels, 1))
 
 

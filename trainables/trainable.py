@@ -87,7 +87,8 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
         lr = optimizer.param_groups[0]["lr"]
         train_loss = train_epoch(model, train_loader(cfg, train_set, sampler_weights, epoch), losses[stage],
                                  optimizer, compute, cfg.steps_per_epoch, cfg.grad_clip)
-        result = evaluate(model, val_loader, losses[stage], cfg, compute)
+        maps = [] if cfg.keep_val_probabilities else None
+        result = evaluate(model, val_loader, losses[stage], cfg, compute, maps)
         history.append(result[names.VAL_MIOU])
         if stage == MAIN:
             step_scheduler(scheduler, result[names.VAL_MIOU])
@@ -97,8 +98,7 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
         report(result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                         "history": history, "trial_config": cfg.to_dict(),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                        VAL_PROBABILITIES: best_epoch_probabilities(cfg, model, val_loader, splits["val"], compute,
-                                                                    history)})
+                        VAL_PROBABILITIES: best_epoch_probabilities(maps, splits["val"], history)})
         if stop:
             return
 

@@ -1,7 +1,8 @@
 """A trial's class probabilities on the validation images at its best epoch, kept beside its checkpoint.
 
 `segtune ensemble --select library` chooses members among every trial from these maps, without
-running any model again. Each epoch whose val mIoU matches or beats the trial's best so far puts them
+running any model again. evaluate() collects them in its validation pass (no second pass); each
+epoch whose val mIoU matches or beats the trial's best so far puts them
 in its checkpoint state (key VAL_PROBABILITIES); the trainable writes them as a separate file in that
 checkpoint's folder (names.VAL_PROBABILITIES_FILE), so loading a model never reads them. The best
 checkpoint Ray keeps is always such an epoch, so it always has them.
@@ -19,26 +20,16 @@ import numpy as np
 import torch
 
 from segtune.names import VAL_PROBABILITIES_FILE
-from trainables.config import TrialConfig
-from trainables.device import Compute
-from trainables.model import predict_logits
 
 VAL_PROBABILITIES = "val_probabilities"
 """Checkpoint-state key: {"ids": validation image ids, "maps": float16 (K, H, W) tensors in that order}."""
 
 
-@torch.no_grad()
-def best_epoch_probabilities(cfg: TrialConfig, model, loader, ids: list[str], compute: Compute,
-                             history: list[float]) -> dict | None:
-    """The maps to keep with this epoch's checkpoint: only when it matches the trial's best val mIoU."""
-    if not cfg.keep_val_probabilities or history[-1] < max(history):
+def best_epoch_probabilities(maps: list[torch.Tensor] | None, ids: list[str], history: list[float]) -> dict | None:
+    """What to keep with this epoch's checkpoint: the maps evaluate() collected (None when the option is off),
+    only when the epoch matches the trial's best val mIoU."""
+    if maps is None or history[-1] < max(history):
         return None
-    model.eval()
-    maps = []
-    for images, _ in loader:
-        with compute.autocast():
-            logits = predict_logits(model, compute.batch(images)).float()
-        maps.extend(torch.softmax(logits, 1).to("cpu", torch.float16).unbind(0))
     return {"ids": list(ids), "maps": maps}
 
 

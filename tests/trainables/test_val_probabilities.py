@@ -10,8 +10,9 @@ from search.config import load_config
 from search.fixed import fixed_trial_params
 from segtune import names
 from segtune.data import make_splits, make_synthetic
+from segtune.data.dataset import to_tensor
 import trainables.trainable as trainable
-from trainables import TrialConfig, run_trial
+from trainables import TrialConfig, load_model, predict_logits, run_trial
 from trainables.val_probabilities import VAL_PROBABILITIES, read_val_probabilities, write_val_probabilities
 
 
@@ -71,6 +72,12 @@ def test_the_checkpoint_folder_gets_the_maps_as_a_file_of_their_own(data_and_spl
     assert VAL_PROBABILITIES not in saved["checkpoint"]  # loading a model never reads the maps
     assert list(saved["maps"]) == splits["val"]
     assert np.array_equal(saved["maps"][splits["val"][0]], state[VAL_PROBABILITIES]["maps"][0].numpy())
+    # the maps are what the checkpoint's model predicts on those images
+    torch.save(saved["checkpoint"], tmp_path / names.CHECKPOINT_FILE)
+    model, cfg = load_model(tmp_path / names.CHECKPOINT_FILE)
+    image = data.images[data.index_of()[splits["val"][1]]]
+    expected = torch.softmax(predict_logits(model, to_tensor(image, cfg.mean, cfg.std)[None]), 1)[0]
+    assert np.allclose(saved["maps"][splits["val"][1]], expected.detach().numpy(), atol=1e-3)
 
 
 def test_written_maps_read_back_by_image_id(tmp_path):
