@@ -188,10 +188,14 @@ def fixed_overrides(space: str, overrides: dict | None, wanted: dict, strategy: 
     fixed = {k: v for k, v in wanted.items() if k in every}
     notes = [f"{strategy}: space {space!r} has no parameter {k}; its trial uses TrialConfig's {k} = {defaults.get(k)!r}"
              for k in wanted if k not in every]
-    while sampled:  # a fixed choice can open conditional parameters: fix those too
-        sampled, _ = space_parameters(space, {**(overrides or {}), **fixed})
+    while True:  # a fixed choice opens conditional parameters (fix those too) or closes them (drop those)
+        sampled, every = space_parameters(space, {**(overrides or {}), **fixed})
+        closed = [k for k in fixed if k not in every]  # e.g. early_stop_min_delta once early_stop_patience is None
+        if not sampled and not closed:
+            return fixed, notes
         fixed.update({k: defaults[k] for k in sampled})
-    return fixed, notes
+        for k in closed:
+            del fixed[k]
 
 
 def space_parameters(space: str, overrides: dict | None, samples: int = 64) -> tuple[set[str], set[str]]:

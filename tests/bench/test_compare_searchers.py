@@ -91,3 +91,17 @@ def test_seeds_change_the_searcher_and_trials_never_the_splits(tmp_path):
         cfg = load_config(None, overrides)
         assert (cfg.num_samples, cfg.max_epochs, cfg.scheduler, cfg.splits_seed) == (1, 20, "fifo", 7)
     assert default["space_overrides"]["scheduler"] == "cosine" and recipe["space_overrides"]["loss"] == "focal_tversky"
+
+
+@pytest.mark.parametrize("space, overrides", [
+    ("crop_weed", {"encoder": ["tu-mobilenetv3_small_050", "tu-resnet18"], "batch_size": [4, 8]}),
+    ("terrain", {"encoder": ["tu-mobilenetv3_small_050", "tu-resnet18"]}), ("default", None)])
+@pytest.mark.parametrize("baseline", ["default", "recipe"])
+def test_a_baseline_fixes_every_parameter_and_names_none_its_choices_switch_off(space, overrides, baseline):
+    from bench.compare_searchers import STRONG_DEFAULT, fixed_overrides, space_parameters
+    from spaces import get_recipes
+    wanted = STRONG_DEFAULT if baseline == "default" else (get_recipes(space, overrides) or [STRONG_DEFAULT])[0]
+    fixed, _ = fixed_overrides(space, overrides, wanted, baseline)
+    sampled, every = space_parameters(space, {**(overrides or {}), **fixed})
+    # the search refuses an override the space never samples: early_stop_min_delta once early_stop_patience is None
+    assert sampled == set() and set(fixed) <= every
