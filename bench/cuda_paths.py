@@ -42,8 +42,9 @@ def row(check: str, setting: str, result: str) -> None:
     print(f"ROW\t{check}\t{setting}\t{result}", flush=True)
 
 
-def train(trial: TrialConfig, data, splits, compute: Compute | None = None) -> tuple[list[float], list[float]]:
-    """(seconds of each epoch's training, each epoch's training loss) of one trial; compute None: the trial's own."""
+def train(trial: TrialConfig, data, splits, compute: Compute | None = None) -> tuple[list, list[float]]:
+    """((wall, CPU) seconds of each epoch's training, each epoch's training loss) of one trial; compute None: the
+    trial's own."""
     seconds, losses = [], []
     own = contextlib.nullcontext() if compute is None else mock.patch.object(trainables.trainable, "trial_compute",
                                                                              lambda *args: compute)
@@ -60,7 +61,7 @@ def measure_paths(trial: TrialConfig, data, splits, args) -> None:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         seconds, losses = train(trial, data, splits, Compute(device, amp, channels_last))
-        speed = images / sum(seconds[1:])
+        speed = images / sum(wall for wall, _ in seconds[1:])
         baseline = baseline or speed
         peak = f", peak {torch.cuda.max_memory_allocated() / GIB:.2f} GiB" if device.type == "cuda" else ""
         loss = "finite" if all(map(torch.isfinite, torch.tensor(losses))) else "NOT FINITE"
