@@ -1,23 +1,23 @@
-"""What Ray, Optuna and MLflow cost per trial: N tiny trials through the real driver, four ways, interleaved.
+"""What Ray, Optuna and MLflow cost per trial: N tiny trials through the real driver, five ways, interleaved.
 
     python bench/tiny_trials.py                     # 100 trials of 2 epochs, each arm 3 times
-    python bench/tiny_trials.py --trials 20 --repeats 1 --space smoke
+    python bench/tiny_trials.py --trials 20 --repeats 1 --space smoke --arms tpe,tpe+memory
 
 Every arm runs N trials of tests/fakes.py's dummy trainable (no model: a made-up score and a small checkpoint
 per epoch), so what is left is the machinery:
 
-    tpe+mlflow  search.run_search as users run it: Optuna TPE, MLflow to a SQLite store
-    tpe         the same with MLflow switched off (a tracker that does nothing)
-    random      Optuna's random sampler, MLflow off
-    memory      the same with the Optuna study in memory instead of its database (study_storage, SQLite)
-    ray         bare Ray Tune: the same trials, reuse_actors, no searcher, no callbacks, no segtune
+    tpe+mlflow     search.run_search as users run it: Optuna TPE, its study in SQLite, MLflow to SQLite
+    tpe            the same with MLflow switched off (a tracker that does nothing)
+    tpe+memory     the same with the Optuna study in memory instead of its database (study_storage)
+    random+memory  Optuna's random sampler instead of TPE, study in memory, MLflow off
+    ray            bare Ray Tune: the same trials, reuse_actors, no searcher, no callbacks, no segtune
 
 Every search arm uses the FIFO scheduler (each trial runs all its epochs, as in the bare arm) and the same
 max_concurrent_trials. The arms take turns (one of each per repeat), so a background load hits them alike.
 The time is that of Tuner.fit (the trials); run_search's fixed costs (data, reports, plots) come on top and are
-shown as the total. Per trial: MLflow = tpe+mlflow - tpe, TPE = tpe - random, the study database = random - memory,
-the rest of segtune's driver (OptunaSearch, callbacks, checkpoint bookkeeping) = memory - ray, Ray = ray; each a
-median [min, max] of per-repeat differences.
+shown as the total. Per trial: MLflow = tpe+mlflow - tpe, the study database = tpe - tpe+memory, TPE's proposals =
+tpe+memory - random+memory, the rest of segtune's driver (OptunaSearch, callbacks, checkpoint bookkeeping) =
+random+memory - ray, Ray = ray; each a median [min, max] of per-repeat differences.
 """
 
 from __future__ import annotations
@@ -44,7 +44,10 @@ from fakes import dummy_trainable  # noqa: E402
 from search import load_config  # noqa: E402
 from search.cluster import start_ray  # noqa: E402
 
-ARMS = ("tpe+mlflow", "tpe", "random", "memory", "ray")
+ARMS = ("tpe+mlflow", "tpe", "tpe+memory", "random+memory", "ray")
+COSTS = {"MLflow": ("tpe+mlflow", "tpe"), "study database (vs memory)": ("tpe", "tpe+memory"),
+         "TPE (vs random)": ("tpe+memory", "random+memory"), "rest of the driver (vs Tune)": ("random+memory", "ray")}
+"""What each cost is: the arm with it minus the arm without."""
 
 
 class NullTracker:
@@ -93,15 +96,15 @@ def run_arm(arm: str, args, folder: Path) -> tuple[float, float]:
 
 def search_arm(arm: str, args, folder: Path) -> None:
     cfg = load_config(None, {"space": args.space, "num_samples": args.trials, "max_epochs": args.epochs,
-                             "grace_period": 1, "scheduler": "fifo", "sampler": "tpe" if "tpe" in arm else "random",
+                             "grace_period": 1, "scheduler": "fifo", "sampler": arm.split("+")[0],
                              "max_concurrent_trials": args.concurrent, "name": arm, "storage_path": str(folder),
                              "tracking_uri": f"sqlite:///{folder}/mlflow.db"})
     with contextlib.ExitStack() as stack:
         # the dummy's checkpoints hold no model to draw predictions with
         stack.enter_context(mock.patch.object(search.report, "plot_predictions", lambda *a: None))
-        if arm != "tpe+mlflow":
+        if "mlflow" not in arm:
             stack.enter_context(mock.patch.object(search.driver, "Tracker", NullTracker))
-        if arm == "memory":  # the driver opens the study's database twice (the search, the report): one memory store
+        if "memory" in arm:  # the driver opens the study's database twice (the search, the report): one memory store
             study = optuna.storages.InMemoryStorage()
             stack.enter_context(mock.patch.object(search.driver, "open_storage", lambda url: study))
             stack.enter_context(mock.patch.object(search.driver, "study_exists", lambda url, name: True))
@@ -137,31 +140,35 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrent", type=int, default=2, help="max_concurrent_trials (the search default)")
     parser.add_argument("--space", default="default", help="search space of the search arms (default: default)")
+    parser.add_argument("--arms", default=",".join(ARMS), help=f"some of {','.join(ARMS)} (default all)")
     parser.add_argument("--out", type=Path, default=Path("/tmp/segtune_tiny_trials"))
     args = parser.parse_args()
+    arms = tuple(args.arms.split(","))
+    if unknown := sorted(set(arms) - set(ARMS)):
+        parser.error(f"--arms: {unknown} not among {list(ARMS)}")
     start_ray(load_config(None, {}))  # one local Ray for every arm, as a search starts it
-    fit: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    total: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    fit: dict[str, list[float]] = {arm: [] for arm in arms}
+    total: dict[str, list[float]] = {arm: [] for arm in arms}
     for repeat in range(args.repeats):
-        for arm in ARMS[repeat % len(ARMS):] + ARMS[:repeat % len(ARMS)]:  # each arm leads once in a while
+        for arm in arms[repeat % len(arms):] + arms[:repeat % len(arms)]:  # each arm leads once in a while
             folder = args.out / f"repeat{repeat}" / arm.replace("+", "_")
             folder.mkdir(parents=True, exist_ok=False)
             fit_s, total_s = run_arm(arm, args, folder)
             fit[arm].append(fit_s)
             total[arm].append(total_s)
-            print(f"repeat {repeat} {arm:<11} fit {fit_s:7.1f} s, all {total_s:7.1f} s", flush=True)
+            print(f"repeat {repeat} {arm:<13} fit {fit_s:7.1f} s, all {total_s:7.1f} s", flush=True)
     per_trial = 1 / args.trials
     print(f"\n{args.trials} trials x {args.epochs} epochs, {args.concurrent} at a time, space {args.space}, "
           f"{args.repeats} repeats (median [min, max])")
-    print(f"{'arm':<11} {'fit s':>24} {'s per trial':>24} {'all s':>24}")
-    for arm in ARMS:
-        print(f"{arm:<11} {spread(fit[arm]):>24} {spread(fit[arm], per_trial):>24} {spread(total[arm]):>24}")
-    costs = {"MLflow": ("tpe+mlflow", "tpe"), "TPE (vs random)": ("tpe", "random"),
-             "study database (vs in memory)": ("random", "memory"), "rest of the driver (vs bare Tune)": ("memory", "ray")}
+    print(f"{'arm':<13} {'fit s':>24} {'s per trial':>24} {'all s':>24}")
+    for arm in arms:
+        print(f"{arm:<13} {spread(fit[arm]):>24} {spread(fit[arm], per_trial):>24} {spread(total[arm]):>24}")
     print("\ncost per trial, s (paired by repeat):")
-    for name, (with_it, without) in costs.items():
-        print(f"  {name:<30} {spread([a - b for a, b in zip(fit[with_it], fit[without])], per_trial)}")
-    print(f"  {'Ray Tune (bare)':<30} {spread(fit['ray'], per_trial)}")
+    for name, (with_it, without) in COSTS.items():
+        if with_it in fit and without in fit:
+            print(f"  {name:<30} {spread([a - b for a, b in zip(fit[with_it], fit[without])], per_trial)}")
+    if "ray" in fit:
+        print(f"  {'Ray Tune (bare)':<30} {spread(fit['ray'], per_trial)}")
 
 
 if __name__ == "__main__":
