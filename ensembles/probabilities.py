@@ -3,7 +3,7 @@
 Layout: <folder>/<trial_id>/<image_id>.npy, each (K, H, W) float16. A member's maps are written once
 (a rerun reuses them); memory holds one model and one image at a time, never all maps. Validation maps
 a trial kept (keep_val_probabilities) are copied in rather than computed again; the ensemble computes
-the rest, test maps always, with the member's checkpoint in float32 on its own device.
+the rest, test maps always, from the member's checkpoint in float32 on the CPU.
 """
 
 from __future__ import annotations

@@ -16,9 +16,9 @@ def kept_member(folder: Path, trial_id: str, shape: tuple[int, int], value: floa
     """A member whose trial kept maps of images a and b, every probability `value`."""
     checkpoint = folder / trial_id
     checkpoint.mkdir()
-    maps = [torch.full((3, *shape), value, dtype=torch.float16)] * 2
-    return Member(trial_id, 0.5, {}, checkpoint / "checkpoint.pt", write_val_probabilities({"ids": ["a", "b"], "maps": maps},
-                                                                                           checkpoint))
+    kept = write_val_probabilities({"ids": ["a", "b"], "maps": [torch.full((3, *shape), value, dtype=torch.float16)] * 2},
+                                   checkpoint)
+    return Member(trial_id, 0.5, {}, checkpoint / "checkpoint.pt", kept)
 
 
 def test_kept_maps_are_copied_and_mismatched_ones_left_out_by_name(tmp_path):
