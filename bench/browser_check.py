@@ -17,6 +17,7 @@ Writes findings.md (one line a check) and exits 1 when a check fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -65,20 +66,13 @@ def serve(command: list[str], url: str, log: Path, timeout_s: float = 600) -> su
 
 
 def stop(process: subprocess.Popen) -> None:
-    """Stop a server and everything it started."""
-    try:
+    """Stop a server and everything it started: SIGTERM to its group, then SIGKILL to what outlived the leader."""
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pass
-    time.sleep(2)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # whatever of the group outlived its leader
-    except ProcessLookupError:
-        pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=20)
+        time.sleep(2)
+        os.killpg(process.pid, signal.SIGKILL)
 
 
 def page_text(url: str, screenshot: Path, profile: Path, height: int = 900) -> str:

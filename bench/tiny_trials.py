@@ -55,7 +55,7 @@ class NullTracker:
     failed = False
 
     def __init__(self, *args, **kwargs):
-        pass
+        """Takes Tracker's arguments and opens no store."""
 
     def __getattr__(self, name):
         return _nothing
