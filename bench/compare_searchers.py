@@ -308,8 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     results = [r for r in read_csv(results_path) if (r["strategy"], int(r["seed"])) in finished]
     write_csv(results_path, RESULT_COLUMNS, results)
     notes = []
-    for strategy in strategies:
-        for seed in seeds:
+    # seed-major, so a comparison cut short by the session's end holds whole seeds of every strategy
+    for seed in seeds:
+        for strategy in strategies:
             overrides, run_notes = run_overrides(base, strategy, seed, args.budget_epochs, out / "runs",
                                                  f"sqlite:///{out}/mlflow.db")
             notes += [n for n in run_notes if n not in notes]
@@ -326,13 +327,19 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(runs_path, RUN_COLUMNS, runs)
             print(f"{strategy} seed {seed}: best val {run['final_best_val_miou']}, test {run['test_miou']} "
                   f"after {run['epochs']} epochs in {run['wall_s']} s", flush=True)
-    rows = typed(results)
-    summary = summarise(rows, runs, args.budget_epochs)
-    (out / "summary.md").write_text(format_summary(summary, args.budget_epochs, notes))
-    plot_anytime(rows, args.budget_epochs, out / "anytime.png")
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+            write_summary(out, results, runs, args.budget_epochs, notes)  # an interim summary after every run
+    write_summary(out, results, runs, args.budget_epochs, notes)
     print((out / "summary.md").read_text())
     return 0
+
+
+def write_summary(out: Path, results: list[dict], runs: list[dict], budget: int, notes: list[str]) -> None:
+    """summary.md, summary.json and anytime.png of the runs finished so far."""
+    rows = typed(results)
+    summary = summarise(rows, runs, budget)
+    (out / "summary.md").write_text(format_summary(summary, budget, notes))
+    plot_anytime(rows, budget, out / "anytime.png")
+    (out / "summary.json").write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

@@ -116,17 +116,6 @@ def summary_row(runs: list[dict]) -> dict:
 
 # --------------------------------------------------------------------------- the segtune side
 
-def search_inputs(cfg):
-    """The data and splits a new segtune search of cfg uses: as search/driver.py carves them (a test holds the two
-    equal), so nnU-Net trains, validates and is tested on exactly the search's images."""
-    from segtune.data import exclude_images, load_dataset, make_splits
-    from segtune.inspect import duplicate_groups
-    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map, ignore_index=cfg.ignore_index,
-                        resize=cfg.resize)
-    data, _ = exclude_images(data, cfg.exclude_file)
-    return data, make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.splits_seed, groups=duplicate_groups(data))
-
-
 def export_dataset(data, splits: dict[str, list[str]], folder: Path) -> Path:
     """nnU-Net's raw format (2D PNGs for its NaturalImage2DIO): imagesTr/labelsTr = train + val, imagesTs = test."""
     from PIL import Image
@@ -326,7 +315,8 @@ def main(argv: list[str] | None = None) -> int:
     if budgets:
         parser.error(f"--out {out} holds runs of --budget-epochs {sorted(budgets)}; use another --out")
     seeds = [int(s) for s in args.seeds.split(",")]
-    data, splits = search_inputs(cfg)
+    from search import search_inputs  # the search's own carving: nnU-Net sees exactly its images
+    data, splits, _ = search_inputs(cfg)
     exclude = fixed_trial_params(cfg, data, splits).exclude_from_mean
     save_config(cfg, out / "search_config.yaml")
     (out / "splits.json").write_text(json.dumps(splits, indent=1))

@@ -11,10 +11,10 @@ from PIL import Image
 
 from bench.compare_searchers import format_summary
 from bench.nnunet_peer import (DATASET_NAME, epoch_lengths, export_dataset, main, matched_iterations, nnunet_labels,
-                               nnunet_mask, run_pending, search_inputs, summary_row, validation_iterations,
+                               nnunet_mask, run_pending, summary_row, validation_iterations,
                                write_split_file)
 from fakes import IGNORE, class_layout, image_for, image_id, write_index_folder
-from search import load_config
+from search import load_config, search_inputs
 
 HAS_NNUNET = importlib.util.find_spec("nnunetv2") is not None
 
@@ -27,7 +27,7 @@ def index_data(tmp_path):
 
 
 def test_export_writes_nnunets_raw_format_with_the_ignore_label_last(index_data, tmp_path):
-    data, splits = search_inputs(index_data)
+    data, splits, _ = search_inputs(index_data)
     assert splits == {"train": [image_id(i) for i in range(4)], "val": [image_id(4)], "test": [image_id(5)]}
     folder = export_dataset(data, splits, tmp_path / "raw" / DATASET_NAME)
     assert sorted(p.name for p in (folder / "imagesTr").iterdir()) == [f"{image_id(i)}_0000.png" for i in range(5)]
@@ -46,7 +46,7 @@ def test_export_writes_nnunets_raw_format_with_the_ignore_label_last(index_data,
 
 
 def test_images_are_exported_at_the_configs_resize(index_data, tmp_path):
-    data, splits = search_inputs(dataclasses.replace(index_data, resize=(32, 32)))
+    data, splits, _ = search_inputs(dataclasses.replace(index_data, resize=(32, 32)))
     folder = export_dataset(data, splits, tmp_path / DATASET_NAME)
     assert np.asarray(Image.open(folder / "imagesTs" / f"{image_id(5)}_0000.png")).shape == (32, 32, 3)
     assert np.asarray(Image.open(folder / "labelsTr" / f"{image_id(0)}.png")).shape == (32, 32)
@@ -65,12 +65,8 @@ def test_mask_moves_only_ignore_pixels():
 
 
 def test_split_file_fold_zero_is_the_splits_a_segtune_search_carves(tmp_path):
-    from search.driver import _prepare_inputs  # the driver's own carving: any drift between the two fails here
-    from segtune.paths import experiment_paths
     cfg = load_config(None, {"data": "synthetic", "split_seed": 5, "seed": 2})
-    data, splits = search_inputs(cfg)
-    _, search_data, search_splits, _ = _prepare_inputs(cfg, experiment_paths(str(tmp_path), "never_run"), False)
-    assert splits == search_splits and data.names == search_data.names
+    _, splits, _ = search_inputs(cfg)
     path = write_split_file(splits, tmp_path)
     assert json.loads(path.read_text()) == [{"train": splits["train"], "val": splits["val"]}]
 
