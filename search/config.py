@@ -174,6 +174,11 @@ class SearchConfig:
             object.__setattr__(self, "study_storage", _absolute_sqlite(self.study_storage))
             problem = _database_url_problem(self.study_storage)
             need(not problem, "study_storage", problem)
+        # the saved config then reads the same data from any folder (segtune ensemble, --resume, bench scripts)
+        if self.data != "synthetic":
+            object.__setattr__(self, "data", str(Path(self.data).expanduser().absolute()))
+        if self.exclude_file is not None:
+            object.__setattr__(self, "exclude_file", str(Path(self.exclude_file).expanduser().absolute()))
         if self.encoder_weights is not None:
             # Ray runs each trial in a folder of its own, where a relative path would point nowhere
             object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))

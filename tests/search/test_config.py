@@ -23,13 +23,29 @@ SLOW_CONFIGS = {"cluster_search.yaml"}
 def test_every_shipped_config_loads_and_its_space_passes_the_drivers_checks(path):
     cfg = load_config(str(path))
     assert isinstance(cfg, SearchConfig)
-    assert cfg.data == yaml.safe_load(path.read_text())["data"]
+    written = yaml.safe_load(path.read_text())["data"]
+    assert cfg.data == (written if written == "synthetic" else str(Path(written).absolute()))
     # The dataset may not be on this machine: a stand-in with the config's classes gives the settings every trial
     # shares (classes, crop, epochs ...), which is all the space check needs of the data.
     classes = cfg.classes or (*cfg.exclude_from_mean, "class_a", "class_b")
     data = make_segmentation_data([set(range(len(classes)))] * 4, classes=classes)
     fixed = fixed_trial_params(cfg, data, {"train": list(data.names)}).as_dict()
     validate_space(get_space(cfg.space, cfg.space_overrides), cfg.space_overrides, fixed, cfg.grace_period)
+
+
+def test_relative_data_and_exclude_paths_are_made_absolute_so_the_saved_config_reads_them_anywhere(tmp_path,
+                                                                                                   monkeypatch):
+    from search.config import save_config
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "skip.txt").write_text("img_3\n")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {"data": "photos", "exclude_file": "skip.txt"})
+    assert (cfg.data, cfg.exclude_file) == (str(tmp_path / "photos"), str(tmp_path / "skip.txt"))
+    save_config(cfg, tmp_path / "saved.yaml")
+    monkeypatch.chdir(tmp_path / "photos")  # e.g. `segtune ensemble` run from another folder
+    again = load_config(str(tmp_path / "saved.yaml"))
+    assert (again.data, again.exclude_file) == (cfg.data, cfg.exclude_file)
+    assert load_config(None, {"data": "synthetic"}).data == "synthetic"
 
 
 def test_cli_flags_override_the_yaml(tmp_path):
