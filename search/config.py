@@ -55,6 +55,12 @@ class SearchConfig:
     """Narrow or widen the space: parameter -> list of choices | {low, high, log} | one fixed value."""
     evaluate_recipes: bool = True
     """Try the preset's starting recipes (the reports' final settings) before TPE's own proposals."""
+    warm_start: tuple[str, ...] = ()
+    """Earlier searches whose best configs are tried next (names under storage_path or experiment folders), or auto: those whose data fingerprint is alike."""
+    warm_start_configs: int = 3
+    """Best configs taken from each earlier search of warm_start; at most n_startup_trials in all."""
+    warm_start_max_distance: float = 0.2
+    """warm_start auto: the largest data-fingerprint distance (0 alike, 1 unlike) of an earlier search it picks."""
     num_samples: int = 12
     """Number of trials."""
     time_budget_s: float | None = None
@@ -138,6 +144,7 @@ class SearchConfig:
              f"{self.sampler.upper()} never proposes")
         need(self.tpe_multivariate or not self.tpe_group, "tpe_group",
              "Optuna's group TPE works only with tpe_multivariate: true; set tpe_group: false or tpe_multivariate: true")
+        self._check_warm_start(need)
         need(self.epoch_budget is None or self.epoch_budget >= 1, "epoch_budget",
              "must be >= 1 epoch, or null for no limit")
         need(self.max_epochs >= 1, "max_epochs", "must be >= 1")
@@ -184,6 +191,18 @@ class SearchConfig:
             object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))
             need(Path(self.encoder_weights).is_file(), "encoder_weights",
                  f"{self.encoder_weights} is not a file; give a local encoder state-dict (.pt/.pth) or null")
+
+    def _check_warm_start(self, need) -> None:
+        need(all(name.strip() for name in self.warm_start), "warm_start", f"{list(self.warm_start)} holds an empty name")
+        need("auto" not in self.warm_start or len(self.warm_start) == 1, "warm_start",
+             "auto picks the earlier searches itself: give auto alone, or name the experiments")
+        need(self.warm_start != ("auto",) or not is_remote(self.storage_path), "warm_start",
+             f"auto looks through the experiments of a local storage_path, not {self.storage_path}; name them instead")
+        need(self.warm_start_configs >= 1, "warm_start_configs", "must be >= 1")
+        need(0 <= self.warm_start_max_distance <= 1, "warm_start_max_distance", "must be in [0, 1]")
+        need(not self.warm_start or self.n_startup_trials >= 1, "warm_start",
+             "warm configs take the place of the sampler's startup trials (at most n_startup_trials of them); "
+             "set n_startup_trials >= 1")
 
     @property
     def splits_seed(self) -> int:
