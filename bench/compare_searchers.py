@@ -159,9 +159,10 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
     common = {"seed": seed, "split_seed": base.splits_seed, "epoch_budget": budget, "name": f"{strategy}-seed{seed}",
               "storage_path": str(storage), "tracking_uri": tracking_uri, "mlflow_experiment": "compare_searchers"}
     if strategy not in BASELINES:
-        sampler, _, scheduler = strategy.partition("+")
+        pair, options = parse_strategy(strategy)
+        sampler, _, scheduler = pair.partition("+")
         return {**common, "sampler": sampler, "scheduler": scheduler,
-                "num_samples": max(base.num_samples, budget)}, []  # every trial runs >= 1 epoch: the budget ends it
+                "num_samples": max(base.num_samples, budget), **options}, []  # the budget ends it, not num_samples
     if strategy == "default":
         wanted = STRONG_DEFAULT
     else:
@@ -175,6 +176,20 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
             "evaluate_recipes": False, "max_concurrent_trials": 1,
             # the one trial may use the CPUs the searches' concurrent trials share: the same compute, less wall time
             "cpus_per_trial": min(os.cpu_count() or 1, base.cpus_per_trial * base.max_concurrent_trials)}, notes
+
+
+def parse_strategy(strategy: str) -> tuple[str, dict]:
+    """'tpe+asha:n_startup_trials=3:grace_period=1' -> ('tpe+asha', {'n_startup_trials': 3, 'grace_period': 1}):
+    a sampler+scheduler pair and search options of its own (values read as YAML), to compare defaults."""
+    import yaml
+    pair, *settings = strategy.split(":")
+    options = {}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        if not equals or not key:
+            raise ValueError(f"--strategies: {setting!r} in {strategy!r} is not option=value")
+        options[key] = yaml.safe_load(value)
+    return pair, options
 
 
 def fixed_overrides(space: str, overrides: dict | None, wanted: dict, strategy: str) -> tuple[dict, list[str]]:
@@ -273,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", help="a segtune search config (YAML)")
     parser.add_argument("--strategies", default="tpe+asha,random+fifo",
-                        help="comma-separated sampler+scheduler pairs (tpe|random|gp + asha|hyperband|fifo)")
+                        help="comma-separated sampler+scheduler pairs (tpe|random|gp + asha|hyperband|fifo), each "
+                             "with search options of its own if wanted: tpe+asha:n_startup_trials=3:grace_period=1")
     parser.add_argument("--baselines", default=",".join(BASELINES), help="default,recipe or a subset ('' for none)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budget-epochs", type=int, required=True, help="epochs per run, summed over its trials")
@@ -286,10 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     from search.config import SAMPLERS, SCHEDULERS
     strategies = [s for s in args.strategies.split(",") if s]
     for strategy in strategies:
-        sampler, plus, scheduler = strategy.partition("+")
+        try:
+            pair, options = parse_strategy(strategy)
+        except ValueError as error:
+            parser.error(str(error))
+        sampler, plus, scheduler = pair.partition("+")
         if strategy not in BASELINES and not (plus and sampler in SAMPLERS and scheduler in SCHEDULERS):
-            parser.error(f"--strategies: {strategy!r} is not sampler+scheduler ({'|'.join(SAMPLERS)} + "
-                         f"{'|'.join(SCHEDULERS)}) nor one of {list(BASELINES)}")
+            parser.error(f"--strategies: {strategy!r} is not sampler+scheduler[:option=value...] ({'|'.join(SAMPLERS)}"
+                         f" + {'|'.join(SCHEDULERS)}) nor one of {list(BASELINES)}")
     unknown = [b for b in args.baselines.split(",") if b and b not in BASELINES]
     if unknown:
         parser.error(f"--baselines: {unknown} are not among {list(BASELINES)}")
@@ -300,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     extra = yaml.safe_load(args.set) if args.set else {}
     base = load_config(args.config, extra)
     out = args.out.resolve()
+    for strategy in strategies:  # each run's options are checked before any run starts
+        try:
+            load_config(args.config, {**extra, **run_overrides(base, strategy, seeds[0], args.budget_epochs,
+                                                               out / "runs", f"sqlite:///{out}/mlflow.db")[0]})
+        except (ValueError, TypeError) as error:
+            parser.error(f"--strategies {strategy!r}: {error}")
     out.mkdir(parents=True, exist_ok=True)
     results_path, runs_path = out / "results.csv", out / "runs.csv"
     runs = read_csv(runs_path)

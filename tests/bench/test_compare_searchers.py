@@ -105,3 +105,28 @@ def test_a_baseline_fixes_every_parameter_and_names_none_its_choices_switch_off(
     sampled, every = space_parameters(space, {**(overrides or {}), **fixed})
     # the search refuses an override the space never samples: early_stop_min_delta once early_stop_patience is None
     assert sampled == set() and set(fixed) <= every
+
+
+def test_a_strategy_carries_search_options_of_its_own(tmp_path):
+    from bench.compare_searchers import parse_strategy
+    assert parse_strategy("tpe+asha") == ("tpe+asha", {})
+    assert parse_strategy("tpe+asha:n_startup_trials=3:grace_period=1") == (
+        "tpe+asha", {"n_startup_trials": 3, "grace_period": 1})
+    base = load_config(None, {"num_samples": 6})
+    overrides, _ = run_overrides(base, "tpe+asha:n_startup_trials=3", 1, 12, tmp_path, "sqlite:///x.db")
+    assert (overrides["sampler"], overrides["scheduler"], overrides["n_startup_trials"], overrides["num_samples"],
+            overrides["name"]) == ("tpe", "asha", 3, 12, "tpe+asha:n_startup_trials=3-seed1")
+
+
+@pytest.mark.parametrize("strategy, message", [("tpe+asha:n_startup_trials", "is not option=value"),
+                                               ("tpe+asha:grace_period=0", "grace_period"),
+                                               ("tpe+asha:colour=red", "unknown option")])
+def test_a_strategys_bad_options_are_refused_before_any_run(strategy, message, tmp_path, capsys):
+    from bench.compare_searchers import main
+    config = tmp_path / "search.yaml"
+    config.write_text("num_samples: 6\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(config), "--strategies", strategy, "--budget-epochs", "4", "--out", str(tmp_path / "out"),
+              "--baselines", ""])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
