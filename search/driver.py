@@ -19,7 +19,7 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialSch
 
 from segtune import names, storage
 from segtune.data import exclude_images, load_dataset, make_splits, write_exclusions
-from segtune.inspect import duplicate_groups
+from segtune.inspect import data_fingerprint, duplicate_groups
 from segtune.paths import ExperimentPaths, experiment_paths, is_remote
 from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, Tracker, hide_password, runs_page
 from search.budget import EpochLog
@@ -31,6 +31,7 @@ from search.report import LeaderboardRow, leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
 from search.study import (RayTrial, check_new_study, new_study, open_storage, reconcile_study, study_exists,
                           study_url)
+from search.warm_start import WarmStart, plan_warm_start, save_warm_start
 from spaces import get_recipes, get_space
 from spaces.overrides import validate_space
 from trainables import train_segmentation
@@ -59,6 +60,9 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     fixed = fixed_trial_params(cfg, data, splits).as_dict()  # the stages (space check, trainable, MLflow) take dicts
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
+    recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else []
+    fingerprint = None if resume else data_fingerprint(data)
+    warm = None if resume else plan_warm_start(cfg, paths, space, fingerprint, recipes)
     study_storage = study_url(cfg.study_storage, paths)
     if resume:
         open_storage(study_storage)  # a database that cannot be reached is refused before any compute
@@ -67,25 +71,29 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     # Ray first: a cluster that cannot be reached leaves no experiment folder and no MLflow run behind
     start_ray(cfg)
     check_trial_fits(cfg, cluster_nodes())
-    _save_inputs(cfg, paths, splits, excluded)
+    _save_inputs(cfg, paths, splits, excluded, fingerprint, warm)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
+    if warm:
+        print(f"{warm.describe(len(recipes))}\n(saved as {paths.warm_start})", flush=True)
     print(f"Optuna study {cfg.name}, live while the search runs: optuna-dashboard {study_storage}", flush=True)
 
     tracker = Tracker(cfg.tracking_uri, cfg.mlflow_experiment)
-    parent_id = tracker.start_parent(cfg.name, cfg.to_dict(),
+    parent_id = tracker.start_parent(cfg.name, {**cfg.to_dict(), **(warm.mlflow_params() if warm else {})},
                                      paths.parent_run.read_text().strip() if resume and paths.parent_run.exists() else None)
     if parent_id:
         paths.parent_run.write_text(parent_id)
     storage.push(paths)
-    if excluded:
-        tracker.log_artifact(str(paths.exclusions))
+    for file, written in ((paths.exclusions, excluded), (paths.fingerprint, fingerprint), (paths.warm_start, warm)):
+        if written:
+            tracker.log_artifact(str(file))
     trial_function = tune.with_resources(tune.with_parameters(trainable, data=data, splits=splits, fixed=fixed),
                                          {"cpu": cfg.cpus_per_trial, "gpu": cfg.gpus_per_trial})
     epoch_log = EpochLog(cfg.epoch_budget)
     try:
         tuner = (_restore_tuner(cfg, paths, trial_function, space, study_storage) if resume
-                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space, epoch_log, study_storage))
+                 else _build_tuner(cfg, paths, trial_function, tracker, fixed, space, epoch_log, study_storage,
+                                   recipes + (warm.queued if warm else [])))
         results = tuner.fit()
     except KeyboardInterrupt:
         tracker.close_open_children()
@@ -138,11 +146,17 @@ def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
     return cfg, data, splits, excluded
 
 
-def _save_inputs(cfg: SearchConfig, paths: ExperimentPaths, splits, excluded) -> None:
-    """Every experiment folder holds the config, splits and exclusions that made it."""
+def _save_inputs(cfg: SearchConfig, paths: ExperimentPaths, splits, excluded, fingerprint: dict | None,
+                 warm: WarmStart | None) -> None:
+    """Every experiment folder holds the config, splits and exclusions that made it, its data's fingerprint and
+    the warm-start configs it queued (a resumed search keeps those it saved)."""
     paths.create()
     save_config(cfg, paths.config)
     paths.splits.write_text(json.dumps(splits, indent=1))
+    if fingerprint is not None:
+        paths.fingerprint.write_text(json.dumps(fingerprint, indent=1))
+    if warm is not None:
+        save_warm_start(warm, paths.warm_start)
     if excluded:
         write_exclusions(paths.exclusions, excluded, f"left out of every split; from exclude_file {cfg.exclude_file}")
         print(f"excluded {len(excluded)} image(s) listed in {cfg.exclude_file} (saved as {paths.exclusions})")
@@ -167,15 +181,16 @@ def latest_experiment(storage_path: str) -> str:
     return found[-1].parent.parent.name
 
 
-def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochLog, study_storage: str) -> tune.Tuner:
+def _build_tuner(cfg, paths, trainable, tracker, fixed, space, epoch_log: EpochLog, study_storage: str,
+                 points: list[dict]) -> tune.Tuner:
+    """`points`: the configs tried first, in order (the preset's recipes, then the warm-start configs)."""
     # metric and mode go to the searcher and the scheduler: Ray does not pass TuneConfig's on
     # to a searcher built with a define-by-run space.
     objective = {"metric": names.OBJECTIVE, "mode": names.OBJECTIVE_MODE}
-    recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else None
     storage = open_storage(study_storage)
-    new_study(storage, cfg.name)  # the searcher works on it (and queues the recipes in it)
+    new_study(storage, cfg.name)  # the searcher works on it (and queues the points in it)
     searcher = AshaAwareOptunaSearch(space=space, sampler=build_sampler(cfg), storage=storage, study_name=cfg.name,
-                                     points_to_evaluate=recipes or None, max_epochs=cfg.max_epochs, **objective)
+                                     points_to_evaluate=points or None, max_epochs=cfg.max_epochs, **objective)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher,

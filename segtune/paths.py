@@ -2,7 +2,8 @@
 
     <storage_path>/<name>/                 Ray Tune's experiment folder (trials, checkpoints)
     <storage_path>/<name>/segtune/         what segtune adds: the config, splits and exclusion list that
-                                           made it, the leaderboard, plots, the MLflow parent run id, and
+                                           made it, its data's fingerprint, the warm-start configs it queued,
+                                           the leaderboard, plots, the MLflow parent run id, and
                                            study.db, the search's Optuna study (unless study_storage names
                                            another database)
     <storage_path>/<name>/segtune/ensemble/  what `segtune ensemble` adds: members' probabilities, its
@@ -84,6 +85,16 @@ class ExperimentPaths:
     def exclusions(self) -> Path:
         """The exclusion list the search was started with (a copy of exclude_file)."""
         return self.segtune / "exclusions.txt"
+
+    @property
+    def fingerprint(self) -> Path:
+        """The search data's fingerprint (segtune/inspect/fingerprint.py), which --warm-start auto compares."""
+        return self.segtune / "fingerprint.json"
+
+    @property
+    def warm_start(self) -> Path:
+        """The earlier searches' configs a warm-started search queued, and what was dropped, clipped or skipped."""
+        return self.segtune / "warm_start.json"
 
     @property
     def leaderboard(self) -> Path:

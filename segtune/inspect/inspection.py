@@ -14,6 +14,7 @@ from segtune.data import SegmentationData, make_splits
 from segtune.inspect.duplicates import (DEFAULT_HASH_THRESHOLD, MIN_CORRELATION, hash_matches, identical_mask_groups,
                                         listed_twice, near_duplicate_groups, propose_exclusions, split_leakage,
                                         unconfirmed_matches)
+from segtune.inspect.fingerprint import data_fingerprint
 from segtune.inspect.geometry import depth_fit
 from segtune.inspect.hashing import fingerprint
 from segtune.inspect.statistics import (ImageTable, class_shares, find_outliers, images_per_class, measure_images,
@@ -68,6 +69,7 @@ def inspect_dataset(data: SegmentationData, *, depth: int = 5, crop=DEFAULT_CROP
                     "identical_masks": split_leakage([g["ids"] for g in masks], data.splits)},
         "exclusions": propose_exclusions(near, masks, outliers, hashes, hash_threshold, EXCLUDE_Z_FACTOR * outlier_z,
                                          blank),
+        "fingerprint": data_fingerprint(data),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from segtune.class_weights import CLASS_WEIGHT_CAP
+from segtune.inspect.fingerprint import format_fingerprint
 from segtune.inspect.hashing import HASH_BITS
 
 SHOWN = 8
@@ -12,7 +13,8 @@ SHOWN = 8
 def format_report(report: dict) -> str:
     """The whole report as plain text."""
     sections = [_overview(report), _classes(report), _splits(report), _weights(report), _geometry(report),
-                _duplicates(report), _leakage(report), _exclusions(report)]
+                _duplicates(report), _leakage(report), _exclusions(report),
+                format_fingerprint(report["fingerprint"])]
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
