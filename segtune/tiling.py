@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
+
 TILE_MULTIPLE = 32
 """Network inputs are padded to multiples of 32 a side (2**5: enough for every architecture at depth <= 5);
 training crops and bundle tiles must be multiples of it."""
@@ -51,3 +53,16 @@ def tiling_plans(sizes, tile, overlap: float) -> list[dict]:
         if height > tile[0] or width > tile[1]:
             plans.append({**tiling_plan((height, width), tile, overlap), "images": count})
     return plans
+
+
+def blend_window(size: int, ramp: int) -> np.ndarray:
+    """Weights along one tile axis: 1 in the middle, falling linearly over `ramp` pixels to 0.5/ramp at both ends.
+
+    Never 0, so a pixel that only an edge of a tile covers (the image border) keeps that tile's
+    prediction; where two tiles overlap by `ramp` pixels the weights sum to 1, a linear cross-fade.
+    `segtune predict` and tiled validation (trainables/tiled.py) blend tiles with it.
+    """
+    if ramp == 0:
+        return np.ones(size, np.float32)
+    centres = np.arange(size) + 0.5
+    return np.minimum(1.0, np.minimum(centres, size - centres) / ramp).astype(np.float32)

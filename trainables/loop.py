@@ -11,7 +11,7 @@ import torch
 from segtune import metrics, names
 from trainables.config import TrialConfig
 from trainables.device import Compute
-from trainables.model import predict_logits
+from trainables.tiled import validation_logits
 
 
 def train_epoch(model, loader, loss_fn, optimizer, compute: Compute, max_steps: int | None = None,
@@ -52,7 +52,7 @@ def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute, keep: l
     for images, masks in loader:
         images, masks = compute.batch(images), masks.to(compute.device)
         with compute.autocast():
-            logits = predict_logits(model, images).float()
+            logits = validation_logits(model, images, cfg).float()  # tiled above one training step's pixels
         valid = int((masks != cfg.ignore_index).sum())
         loss_sum += loss_fn(logits, masks).item() * valid
         pixels += valid
