@@ -1,7 +1,7 @@
 """The `segtune` command: `segtune search ...` is `python search/run.py ...`; `segtune inspect DATA` reports on data;
 `segtune init DATA` writes a starting search config for it;
 `segtune ensemble EXPERIMENT` stacks a search's best trials into a bundle; `segtune predict BUNDLE INPUT OUTPUT`
-segments images with it.
+segments images with it; `segtune weights fetch ENCODER... --to DIR` fills a pretrained-weights cache.
 
 Exit codes, the same for every command: 0 done; 1 the run failed (no trial of a search finished, an image could
 not be predicted) or crashed (an uncaught exception, printed with its traceback); 2 bad input or config, refused
@@ -14,7 +14,7 @@ import sys
 
 COMMANDS = {"search": "search.run", "inspect": "segtune.inspect.run", "init": "search.starting_config",
             "ensemble": "ensembles.run",
-            "predict": "ensembles.predict", "mlflow": "search.replay"}
+            "predict": "ensembles.predict", "mlflow": "search.replay", "weights": "segtune.weights"}
 EXIT_FAILED = 1
 """The run failed or crashed."""
 EXIT_REFUSED = 2
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
               "\n  init     write a starting search config for a dataset (segtune init --help)"
               "\n  ensemble stack a finished search's best trials and export a bundle (segtune ensemble --help)"
               "\n  predict  segment images with an exported ensemble bundle (segtune predict --help)"
+              "\n  weights  fetch pretrained encoder weights into a cache folder (segtune weights fetch --help)"
               "\n  mlflow   log a search to MLflow from its folder, e.g. after the store was down (segtune mlflow --help)"
               "\n  --version print the version",
               file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
