@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from segtune.class_weights import CLASS_WEIGHT_CAP, WEIGHTING_SCHEMES
 from segtune.names import ARCHITECTURES, LOSS_NAMES
+from segtune.weights import is_weights_name
 
 OPTIMIZERS = ("adam", "adamw", "nadam", "sgd")
 SCHEDULERS = ("none", "plateau", "exponential", "cosine")
@@ -24,7 +25,13 @@ class TrialConfig:
     encoder_depth: int = 3
     """Encoder stages used (3-5); decoder channels are derived from it."""
     encoder_weights: str | None = None
-    """None (random init, offline) or a path to a local state-dict file for the encoder."""
+    """None (random init), a weights name read from weights_cache (imagenet, a timm tag), or a local state-dict file."""
+    pretrained: bool = True
+    """Start the encoder from encoder_weights (searched with space_overrides pretrained: [true, false]); false: random."""
+    weights_cache: str | None = None
+    """Folder or s3:// URI of the weights the search fetched by name (segtune/weights.py); None for a file or no weights."""
+    encoder_weights_sha256: str | None = None
+    """SHA-256 of the cached weights file the encoder started from, recorded when the trial starts."""
     decoder_interpolation: str = "nearest"
     """Decoder upsampling, nearest or bilinear (Unet, UnetPlusPlus, FPN)."""
     decoder_attention: bool = False
@@ -111,7 +118,7 @@ class TrialConfig:
     class_names: tuple[str, ...] = ()
     """Names of the classes, for per-class metric names."""
     mean: tuple[float, ...] = (0.5, 0.5, 0.5)
-    """Per-channel normalisation mean (0..1 scale), from the training split."""
+    """Per-channel normalisation mean (0..1 scale), from the training split, or the named encoder_weights' own."""
     std: tuple[float, ...] = (0.25, 0.25, 0.25)
     """Per-channel normalisation std (0..1 scale)."""
     num_workers: int = 0
@@ -135,6 +142,10 @@ class TrialConfig:
                 raise ValueError(f"TrialConfig: {message}")
         need(self.architecture in ARCHITECTURES, f"architecture {self.architecture!r} not in {ARCHITECTURES}")
         need(3 <= self.encoder_depth <= 5, f"encoder_depth {self.encoder_depth} must be 3, 4 or 5")
+        need(isinstance(self.pretrained, bool), f"pretrained {self.pretrained!r} must be true or false")
+        need(self.weights_cache is not None or not self.encoder_weights or not is_weights_name(self.encoder_weights),
+             f"encoder_weights {self.encoder_weights!r} is a weights name and needs weights_cache, the folder "
+             "`segtune weights fetch` filled")
         need(self.decoder_interpolation in INTERPOLATIONS, f"decoder_interpolation must be one of {INTERPOLATIONS}")
         need(0 <= self.head_dropout < 1, f"head_dropout {self.head_dropout} must be in [0, 1)")
         need(self.in_channels in (1, 3), f"in_channels {self.in_channels} must be 1 or 3")

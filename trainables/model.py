@@ -1,7 +1,9 @@
-"""Build an smp model from a TrialConfig, offline by default, and predict on images of any size."""
+"""Build an smp model from a TrialConfig, offline always (named weights come from the search's cache), and predict
+on images of any size."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from segtune.tiling import TILE_MULTIPLE
+from segtune.weights import is_weights_name, weights_of
 from trainables.config import TrialConfig
 
 _LIST_DECODERS = {"Unet", "UnetPlusPlus"}
@@ -66,9 +69,30 @@ def build_model(cfg: TrialConfig) -> torch.nn.Module:
     if cfg.head_dropout > 0:
         model.segmentation_head = torch.nn.Sequential(torch.nn.Dropout2d(cfg.head_dropout), model.segmentation_head)
     _check_output_size(model, cfg)
-    if cfg.encoder_weights:
-        load_encoder_weights(model, cfg.encoder_weights)
+    if cfg.pretrained and cfg.encoder_weights:
+        load_encoder_weights(model, encoder_weights_file(cfg))
     return model
+
+
+def encoder_weights_file(cfg: TrialConfig) -> str:
+    """The state-dict file the encoder starts from: encoder_weights itself, or a name's entry in weights_cache."""
+    if not is_weights_name(cfg.encoder_weights):
+        return cfg.encoder_weights
+    return str(weights_of(cfg.encoder, cfg.encoder_weights, cfg.weights_cache).file)
+
+
+def follow_weights(cfg: TrialConfig) -> TrialConfig:
+    """cfg normalising images as named weights were trained (their mean/std; for a grayscale input the average of
+    the RGB values, as the summed first convolution sees one grey channel) and recording the file's SHA-256. Every
+    trial of an encoder reads images alike, pretrained or not, so ensembles of them share one normalisation. A local
+    file says nothing of its statistics: cfg keeps the data's."""
+    if not cfg.encoder_weights or not is_weights_name(cfg.encoder_weights):
+        return cfg
+    entry = weights_of(cfg.encoder, cfg.encoder_weights, cfg.weights_cache)
+    mean, std = entry.mean, entry.std
+    if cfg.in_channels == 1:
+        mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
+    return dataclasses.replace(cfg, mean=tuple(mean), std=tuple(std), encoder_weights_sha256=entry.sha256)
 
 
 def _check_output_size(model: torch.nn.Module, cfg: TrialConfig) -> None:
@@ -82,17 +106,42 @@ def _check_output_size(model: torch.nn.Module, cfg: TrialConfig) -> None:
                          f"returns {tuple(out.shape[-2:])} maps for 64x64 input; use another depth or architecture")
 
 
+def started_from(cfg: TrialConfig) -> dict:
+    """Which weights the encoder started from, as checkpoints and bundle manifests record it: a weights name with
+    the SHA-256 of its cached file, a local file's path (sha256 null), or null for random weights."""
+    weights = cfg.encoder_weights if cfg.pretrained else None
+    return {"encoder": cfg.encoder, "encoder_weights": weights,
+            "sha256": cfg.encoder_weights_sha256 if weights and is_weights_name(weights) else None}
+
+
 def load_encoder_weights(model: torch.nn.Module, path: str) -> None:
-    """Load a local encoder state dict (no hub download); a mismatch names the file and the keys."""
+    """Load a local encoder state dict (no hub download); a mismatch names the file and the keys. Weights of an RGB
+    first convolution are adapted to a grayscale model as timm and smp do (summed over the input channels)."""
     file = Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f"encoder_weights: {file} is not a file; pass a local state-dict (.pt/.pth) or null")
     state = torch.load(file, map_location="cpu", weights_only=True)
     state = {k.removeprefix("encoder."): v for k, v in state.items()}
-    result = model.encoder.load_state_dict(state, strict=False)
-    if result.missing_keys:
-        raise ValueError(f"encoder_weights: {file} lacks {len(result.missing_keys)} encoder key(s), "
-                         f"e.g. {result.missing_keys[:3]}; was it saved from the same encoder?")
+    own = model.encoder.state_dict()
+    missing = [key for key in own if key not in state]
+    if missing:
+        raise ValueError(f"encoder_weights: {file} lacks {len(missing)} encoder key(s), "
+                         f"e.g. {missing[:3]}; was it saved from the same encoder?")
+    state = {k: _adapted(k, v, own[k], file) for k, v in state.items() if k in own}
+    model.encoder.load_state_dict(state)
+
+
+def _adapted(key: str, value: torch.Tensor, own: torch.Tensor, file: Path) -> torch.Tensor:
+    """value shaped as the model's own tensor: an RGB first convolution adapted to one grey channel, any other
+    mismatch refused."""
+    if value.shape == own.shape:
+        return value
+    rgb_to_grey = value.ndim == own.ndim == 4 and (value.shape[1], own.shape[1]) == (3, 1)
+    if rgb_to_grey and (value.shape[0], *value.shape[2:]) == (own.shape[0], *own.shape[2:]):
+        from timm.models import adapt_input_conv
+        return adapt_input_conv(own.shape[1], value).to(value.dtype)
+    raise ValueError(f"encoder_weights: {file} holds {key} of shape {tuple(value.shape)} but the encoder's is "
+                     f"{tuple(own.shape)}; was it saved from the same encoder?")
 
 
 def predict_logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from trainables.config import TrialConfig
 from trainables.device import Compute, trial_compute
 from trainables.loop import evaluate, train_epoch
 from trainables.losses import build_loss
-from trainables.model import build_model
+from trainables.model import build_model, follow_weights
 from trainables.schedule import MAIN, WARMUP, patience_exhausted, stage_of, start_stage, step_scheduler
 from trainables.val_probabilities import VAL_PROBABILITIES, best_epoch_probabilities, write_val_probabilities
 
@@ -68,6 +68,7 @@ def _report_to_tune(result: dict, state: dict) -> None:
 def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[str]],
               report: Callable[[dict, dict], None], state: dict | None = None) -> None:
     """build -> resume -> epoch loop -> report(metrics, checkpoint state); no Ray needed."""
+    cfg = follow_weights(cfg)  # named weights set the normalisation; the checkpoint records them
     compute = trial_compute(cfg.mixed_precision, cfg.channels_last, cfg.gpu_fraction)
     model, optimizer, losses = build_training(cfg, compute)
     start_epoch, history = (1, []) if state is None else (state["epoch"] + 1, list(state["history"]))
