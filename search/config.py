@@ -16,6 +16,7 @@ import yaml
 from segtune.names import DEFAULT_TRACKING_URI
 from segtune.paths import is_remote
 from segtune.tiling import TILE_MULTIPLE
+from segtune.weights import is_weights_name
 from spaces import SPACES
 
 
@@ -104,7 +105,9 @@ class SearchConfig:
     max_failures: int = 0
     """Retries of a trial that crashed (a node lost); a failing trial never stops the search."""
     encoder_weights: str | None = None
-    """Local encoder state-dict file (made absolute when read); null trains from scratch (nothing is downloaded)."""
+    """null trains from scratch; imagenet (or a weights name smp/timm know, e.g. a timm tag) fetched once into weights_cache; or a local encoder state-dict file."""
+    weights_cache: str | None = None
+    """Folder (or s3:// URI) every node reads, holding weights fetched by name (`segtune weights fetch`); null: $SEGTUNE_CACHE/weights, else <storage_path>/weights."""
     seed: int = 0
     """Seed for the sampler, every trial and (unless split_seed is set) the splits."""
     split_seed: int | None = None
@@ -186,11 +189,20 @@ class SearchConfig:
             object.__setattr__(self, "data", str(Path(self.data).expanduser().absolute()))
         if self.exclude_file is not None:
             object.__setattr__(self, "exclude_file", str(Path(self.exclude_file).expanduser().absolute()))
-        if self.encoder_weights is not None:
+        if self.encoder_weights is not None and not is_weights_name(self.encoder_weights):
             # Ray runs each trial in a folder of its own, where a relative path would point nowhere
             object.__setattr__(self, "encoder_weights", str(Path(self.encoder_weights).expanduser().resolve()))
             need(Path(self.encoder_weights).is_file(), "encoder_weights",
-                 f"{self.encoder_weights} is not a file; give a local encoder state-dict (.pt/.pth) or null")
+                 f"{self.encoder_weights} is not a file; give a local encoder state-dict (.pt/.pth), a weights name "
+                 "such as imagenet, or null")
+        if self.weights_cache is not None and not is_remote(self.weights_cache):
+            object.__setattr__(self, "weights_cache", str(Path(self.weights_cache).expanduser().resolve()))
+        need(self.weights_cache is None or (self.weights_cache.startswith("s3://") if is_remote(self.weights_cache)
+                                            else not _inside_a_file(Path(self.weights_cache))),
+             "weights_cache", f"{self.weights_cache} must be a folder (created if missing) or an s3:// URI")
+        need("pretrained" not in (self.space_overrides or {}) or self.encoder_weights is not None,
+             "space_overrides.pretrained", "searches starting from encoder_weights or not: set encoder_weights "
+             "(imagenet, another weights name or a file)")
 
     def _check_warm_start(self, need) -> None:
         need(all(name.strip() for name in self.warm_start), "warm_start", f"{list(self.warm_start)} holds an empty name")

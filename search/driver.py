@@ -25,7 +25,7 @@ from segtune.tracking import MASK, TRACKING_URI_VARIABLE, MlflowTrialCallback, T
 from search.budget import EpochLog
 from search.cluster import check_trial_fits, cluster_nodes, start_ray
 from search.config import SearchConfig, load_config, save_config
-from search.fixed import fixed_trial_params
+from search.fixed import cache_pretrained_weights, fixed_trial_params
 from search.progress import ProgressLine, format_leaderboard
 from search.report import LeaderboardRow, leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
@@ -63,6 +63,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else []
     fingerprint = None if resume else data_fingerprint(data)
     warm = None if resume else plan_warm_start(cfg, paths, space, fingerprint, recipes)
+    cache_pretrained_weights(cfg, space, fixed)  # named weights fetched once here, or refused before any compute
     study_storage = study_url(cfg.study_storage, paths)
     if resume:
         open_storage(study_storage)  # a database that cannot be reached is refused before any compute

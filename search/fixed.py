@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from search.config import SearchConfig
 from segtune.class_weights import pixel_counts
 from segtune.data import SegmentationData, normalisation_stats
+from segtune.weights import cache_location, describe_missing, ensure_cached, is_weights_name, missing_weights
+from spaces.overrides import pretrained_encoders
 
 INTERNAL_IGNORE = 255
 """Padding label when a dataset labels every pixel: no class uses it, every loss skips it."""
@@ -39,7 +41,9 @@ class FixedTrialParams:
     steps_per_epoch: int | None
     """Batches per epoch; None for one pass over the training split."""
     encoder_weights: str | None
-    """Local encoder state-dict file, or None to train from scratch."""
+    """A weights name (read from weights_cache), a local encoder state-dict file, or None to train from scratch."""
+    weights_cache: str | None
+    """Where trials read weights fetched by name (segtune/weights.py); None unless encoder_weights is a name."""
     num_workers: int
     """DataLoader workers per trial."""
     mixed_precision: bool
@@ -78,6 +82,8 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         max_epochs=cfg.max_epochs,
         steps_per_epoch=cfg.steps_per_epoch,
         encoder_weights=cfg.encoder_weights,
+        weights_cache=(cache_location(cfg.weights_cache, cfg.storage_path)
+                       if cfg.encoder_weights and is_weights_name(cfg.encoder_weights) else None),
         num_workers=cfg.loader_workers,
         mixed_precision=cfg.mixed_precision,
         channels_last=cfg.channels_last,
@@ -85,3 +91,18 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         seed=cfg.seed,
         keep_val_probabilities=cfg.keep_val_probabilities,
     )
+
+
+def cache_pretrained_weights(cfg: SearchConfig, space, fixed: dict) -> None:
+    """Before Ray starts a trial: the named encoder_weights of every encoder the space may start pretrained are in
+    the weights cache, fetched here once for the whole search; else refused, naming the encoders, the command that
+    fills the cache on a connected machine and the option that points the search at it."""
+    if fixed["weights_cache"] is None:
+        return
+    encoders = pretrained_encoders(space, cfg.space_overrides)
+    missing = missing_weights(encoders, cfg.encoder_weights)
+    if missing:
+        raise ValueError(f"option encoder_weights: {describe_missing(missing, cfg.encoder_weights)}; choose weights "
+                         "every encoder has, drop those encoders from space_overrides.encoder, or search "
+                         "space_overrides.pretrained: [true, false] (encoders without weights then train from scratch)")
+    ensure_cached(encoders, cfg.encoder_weights, fixed["weights_cache"])

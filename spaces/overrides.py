@@ -4,6 +4,11 @@
       architecture: [Unet, FPN]          # a list: the choices (a subset, or new ones)
       lr: {low: 1.0e-4, high: 1.0e-2}    # a mapping: a new range (log scale kept unless `log` is given)
       batch_size: 16                     # a single value: fixed, no longer searched
+      pretrained: [true, false]          # added to any space: start from encoder_weights or not, searched
+
+`pretrained` is the one parameter no space suggests itself (a search stays offline unless asked): named in the
+overrides, it is suggested after the space's own parameters wherever the sampled encoder has pretrained weights,
+and fixed false where it has none.
 
 validate_space() samples the overridden space before any trial starts and refuses an override
 that names no parameter of the space or produces a configuration a trial would reject.
@@ -13,7 +18,11 @@ from __future__ import annotations
 
 import optuna
 
+from segtune.weights import has_weights
+
 _MISSING = object()
+PRETRAINED = "pretrained"
+"""The parameter space_overrides adds to any space (TrialConfig.pretrained)."""
 
 
 def field_name(param: str) -> str:
@@ -30,7 +39,18 @@ class OverriddenSpace:
     def __call__(self, trial) -> dict:
         wrapped = _OverriddenTrial(trial, self.overrides)
         constants = self.space(wrapped) or {}
+        if PRETRAINED in self.overrides:
+            _suggest_pretrained(wrapped, {**{field_name(k): v for k, v in trial.params.items()}, **constants,
+                                          **wrapped.fixed})
         return {**constants, **wrapped.fixed}
+
+
+def _suggest_pretrained(trial: "_OverriddenTrial", sampled: dict) -> None:
+    """`pretrained` as the overrides say where the trial's encoder has weights; false where it has none."""
+    if has_weights(sampled["encoder"]):
+        trial.suggest_categorical(PRETRAINED, [True, False])
+    else:
+        trial.fixed[PRETRAINED] = False
 
 
 def apply_overrides(space, overrides: dict) -> OverriddenSpace:
@@ -132,6 +152,32 @@ def validate_space(space, overrides: dict | None, fixed: dict, grace_period: int
         raise ValueError(f"option grace_period: the space warms up with cross-entropy for up to {longest_warmup} "
                          f"epoch(s); set grace_period to at least {longest_warmup + 1} so ASHA judges trials after "
                          "the switch")
+
+
+def pretrained_encoders(space, overrides: dict | None, samples: int = 64) -> list[str]:
+    """The encoders a trial of the space may start from pretrained weights: every encoder it samples (read from the
+    choices of its `encoder` parameters), or with `pretrained` in the overrides those with weights, if true is one
+    of its choices."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    encoders = set()
+    for _ in range(samples):
+        trial = study.ask()
+        constants = space(trial) or {}
+        encoders |= {c for name, d in trial.distributions.items() if field_name(name) == "encoder" for c in d.choices}
+        encoders |= {v for k, v in constants.items() if field_name(k) == "encoder"}
+        study.tell(trial, 0.0)
+    encoders = encoders or {_default_encoder()}  # a space that never samples one: every trial has the default
+    rule = (overrides or {}).get(PRETRAINED, _MISSING)
+    if rule is _MISSING:
+        return sorted(encoders)
+    if True not in (rule if isinstance(rule, list) else [rule]):
+        return []
+    return sorted(e for e in encoders if has_weights(e))
+
+
+def _default_encoder() -> str:
+    from trainables import TrialConfig
+    return TrialConfig.encoder
 
 
 def _refuse_unknown_encoders(overrides: dict) -> None:
