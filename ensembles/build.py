@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ensembles.bootstrap import LEVEL, RESAMPLES, bootstrap_intervals
-from ensembles.combine import EnsembleModule, build_combiner
+from ensembles.combine import EnsembleModule, build_combiner, reading_as_trained
 from ensembles.fit import LIBRARY, FitSettings
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, import_val_probabilities, write_probabilities
@@ -23,6 +23,7 @@ from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
 from trainables import load_model
 from trainables.config import TrialConfig
+from trainables.model import started_from
 
 
 KIND_OF = {"best_single": "weighted_mean", "mean": "weighted_mean", "greedy": "weighted_mean",
@@ -78,8 +79,10 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
     chosen = evaluation.fitted[evaluation.chosen]
     models = [load_model(everyone[t].checkpoint) for t in chosen.trial_ids]
     trial_cfg = models[0][1]
-    module = EnsembleModule([model for model, _ in models], chosen.combiner, trial_cfg.mean, trial_cfg.std).eval()
-    manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap)
+    module = EnsembleModule([reading_as_trained(model, c.mean, c.std, trial_cfg.mean, trial_cfg.std)
+                             for model, c in models], chosen.combiner, trial_cfg.mean, trial_cfg.std).eval()
+    manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap,
+                               [c for _, c in models])
     torch.save(module.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
     started = time.perf_counter()
     bundle = export_bundle(module, manifest, folder.bundle)
@@ -132,15 +135,18 @@ def _described(member: Member) -> dict:
 
 
 def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialConfig, summary: dict, chosen_row: dict,
-                    overlap: float) -> dict:
+                    overlap: float, member_cfgs: list[TrialConfig] | None = None) -> dict:
     """What the bundle needs to predict as the members were trained: classes, normalisation, tile and the
     scale the search read images at (its resize, or null for each image's own size); its members with their
-    weights (greedy and library selection: times picked) and its scores with their 95 % intervals."""
+    weights (greedy and library selection: times picked), the encoder weights each started from, and its scores
+    with their 95 % intervals."""
+    members = summary["ensemble"] if member_cfgs is None else [
+        {**member, "started_from": started_from(c)} for member, c in zip(summary["ensemble"], member_cfgs)]
     return {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
             "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
             "tile": network_tile(cfg.crop), "overlap": overlap,
             "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
-            "members": summary["ensemble"], "combiner": {"kind": summary["chosen"]},
+            "members": members, "combiner": {"kind": summary["chosen"]},
             "scores": {**{key: chosen_row[key] for key in SCORE_KEYS},
                        "excluded_from_mean": list(cfg.exclude_from_mean)}}
 
@@ -185,7 +191,8 @@ def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
     folder = paths.ensemble
     report = json.loads(folder.report.read_text())
     manifest = json.loads((folder.bundle / MANIFEST).read_text())
-    models = [load_model(report["checkpoints"][m["trial_id"]])[0] for m in manifest["members"]]
+    models = [load_model(report["checkpoints"][m["trial_id"]]) for m in manifest["members"]]
     combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
     combiner.load_state_dict(torch.load(folder.combiner, map_location="cpu", weights_only=True))
-    return EnsembleModule(models, combiner.eval(), manifest["mean"], manifest["std"]).eval()
+    members = [reading_as_trained(model, c.mean, c.std, manifest["mean"], manifest["std"]) for model, c in models]
+    return EnsembleModule(members, combiner.eval(), manifest["mean"], manifest["std"]).eval()

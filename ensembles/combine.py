@@ -8,7 +8,8 @@ Every combiner maps member probabilities (B, M, K, H, W) to class probabilities 
 - ContextHead: a small convolutional head with 3x3 context, added as a residual to that start, so
   an unfitted head is the geometric mean and fitting only moves it as far as the data supports.
 
-EnsembleModule wraps the members and a combiner into the one network that is exported.
+EnsembleModule wraps the members and a combiner into the one network that is exported; a member trained on other
+normalisation statistics than the ensemble's reads its input through Renormalised.
 """
 
 from __future__ import annotations
@@ -94,3 +95,28 @@ class EnsembleModule(nn.Module):
         x = (images - self.mean) / self.std
         probs = torch.stack([F.softmax(member(x), 1) for member in self.members], 1)
         return self.combiner(probs)
+
+
+class Renormalised(nn.Module):
+    """A member trained on other normalisation statistics than the ensemble's (it started from pretrained weights
+    with their own mean/std, another member did not): the ensemble's normalised input x = (image - M) / S becomes
+    the member's own (image - m) / s = x * S / s + (M - m) / s."""
+
+    def __init__(self, member: nn.Module, member_mean, member_std, mean, std):
+        super().__init__()
+        self.member = member
+        own_mean, own_std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (member_mean, member_std))
+        shared_mean, shared_std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in (mean, std))
+        self.register_buffer("scale", shared_std / own_std)
+        self.register_buffer("shift", (shared_mean - own_mean) / own_std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.member(x * self.scale + self.shift)
+
+
+def reading_as_trained(member: nn.Module, member_mean, member_std, mean, std) -> nn.Module:
+    """The member as an ensemble normalising with (mean, std) must call it: itself where its own statistics are
+    those, else Renormalised."""
+    if list(member_mean) == list(mean) and list(member_std) == list(std):
+        return member
+    return Renormalised(member, member_mean, member_std, mean, std)
