@@ -88,11 +88,17 @@ def follow_weights(cfg: TrialConfig) -> TrialConfig:
     file says nothing of its statistics: cfg keeps the data's."""
     if not cfg.encoder_weights or not is_weights_name(cfg.encoder_weights):
         return cfg
-    entry = weights_of(cfg.encoder, cfg.encoder_weights, cfg.weights_cache)
+    try:
+        entry = weights_of(cfg.encoder, cfg.encoder_weights, cfg.weights_cache)
+    except FileNotFoundError:
+        if cfg.pretrained:
+            raise
+        return cfg  # an encoder the search fetched nothing for (it has no such weights) trains on the data's statistics
     mean, std = entry.mean, entry.std
     if cfg.in_channels == 1:
         mean, std = (sum(mean) / len(mean),), (sum(std) / len(std),)
-    return dataclasses.replace(cfg, mean=tuple(mean), std=tuple(std), encoder_weights_sha256=entry.sha256)
+    return dataclasses.replace(cfg, mean=tuple(mean), std=tuple(std),
+                               encoder_weights_sha256=entry.sha256 if cfg.pretrained else None)
 
 
 def _check_output_size(model: torch.nn.Module, cfg: TrialConfig) -> None:

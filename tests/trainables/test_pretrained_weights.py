@@ -86,6 +86,17 @@ def test_normalisation_follows_the_weights_and_the_sha256_is_recorded(tmp_path):
     assert follow_weights(file) == file  # a local file says nothing of its statistics: the data's are kept
 
 
+def test_a_trial_searched_without_weights_needs_no_cache_entry_and_keeps_the_data_statistics(tmp_path):
+    write_cache_entry(tmp_path)
+    scratch = follow_weights(named(tmp_path, pretrained=False))
+    assert scratch.mean == IMAGENET_MEAN and scratch.encoder_weights_sha256 is None  # read alike, started from nothing
+    no_entry = named(tmp_path, encoder="tu-mobilenetv2_035", pretrained=False, mean=(0.3,) * 3)
+    assert follow_weights(no_entry) == no_entry  # timm has no weights for it: the driver fetched nothing
+    build_model(no_entry)
+    with pytest.raises(FileNotFoundError, match="tu-mobilenetv2_035"):
+        follow_weights(named(tmp_path, encoder="tu-mobilenetv2_035"))
+
+
 def test_the_checkpoint_records_which_weights_the_encoder_started_from(tmp_path):
     write_cache_entry(tmp_path)
     data = make_synthetic(count=6)
