@@ -39,6 +39,11 @@ CACHE_FOLDER = "weights"
 class WeightsUnavailable(ConnectionError):
     """Weights a search needs are neither in its cache nor downloadable here."""
 
+    def __init__(self, message: str, failures: dict[str, Exception]):
+        super().__init__(message)
+        self.failures = failures
+        """Encoder -> the error its download raised."""
+
 
 @dataclass(frozen=True)
 class CachedWeights:
@@ -199,7 +204,7 @@ def ensure_cached(encoders: list[str], weights: str, cache: str, log=print) -> d
         except Exception as error:  # noqa: BLE001 - any failure to download means the same to the user: fetch elsewhere
             failures[encoder] = error
     if failures:
-        raise WeightsUnavailable(_unavailable_message(failures, weights, cache))
+        raise WeightsUnavailable(_unavailable_message(failures, weights, cache), failures)
     return entries
 
 
@@ -221,12 +226,15 @@ def fetch_command(encoders: list[str], weights: str, cache: str = "DIR") -> str:
 
 def _unavailable_message(failures: dict[str, Exception], weights: str, cache: str) -> str:
     first = next(iter(failures.values()))
-    reason = (str(first).strip().splitlines() or [type(first).__name__])[0]
     return (f"option encoder_weights: {weights!r} weights of {', '.join(failures)} are not in the weights cache {cache} "
-            f"and could not be fetched here ({type(first).__name__}: {reason}); nothing was started. On a machine "
-            f"with internet run `{fetch_command(list(failures), weights)}`, copy DIR where every node of the cluster "
+            f"and could not be fetched here ({type(first).__name__}: {_first_line(first)}); nothing was started. "
+            f"On a machine with internet run `{fetch_command(list(failures), weights)}`, copy DIR where every node of the cluster "
             "reads it, and point the search at it with the option weights_cache: DIR (--weights-cache DIR), or set "
             "SEGTUNE_CACHE=PARENT where DIR is PARENT/weights")
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _local_folder(location: str, download: bool = True) -> Path:
@@ -291,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         entries = ensure_cached(args.encoders, args.weights, cache)
     except WeightsUnavailable as error:
-        print(f"segtune weights fetch: {error}", file=sys.stderr)
+        for encoder, failure in error.failures.items():
+            print(f"segtune weights fetch: {encoder} {args.weights}: could not be downloaded "
+                  f"({type(failure).__name__}: {_first_line(failure)}); this needs a machine that reaches the hub "
+                  "(huggingface.co)", file=sys.stderr)
         return 1
     for entry in entries.values():
         print(f"{entry.encoder} {entry.weights}: {entry.file} sha256 {entry.sha256[:16]}... from {entry.source}")

@@ -104,7 +104,7 @@ def test_fetch_command_refuses_unknown_weights_and_fails_offline(tmp_path, monke
     assert segtune_main(["weights", "fetch", "resnet18", "--weights", "a1_in1k", "--to", str(tmp_path)]) == 2
     assert "resnet18 has no weights 'a1_in1k' (smp/timm know: imagenet, ssl, swsl)" in capsys.readouterr().err
     assert segtune_main(["weights", "fetch", "resnet18", "--to", str(tmp_path)]) == 1
-    assert "could not be fetched here" in capsys.readouterr().err
+    assert "resnet18 imagenet: could not be downloaded (OSError: Cannot reach huggingface.co" in capsys.readouterr().err
 
 
 def test_store_writes_the_documented_layout(tmp_path):
