@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import yaml
 from segtune.names import DEFAULT_TRACKING_URI
 from segtune.paths import is_remote
 from segtune.tiling import TILE_MULTIPLE
-from segtune.weights import is_weights_name
+from segtune.weights import CACHE_FOLDER, is_weights_name
 from spaces import SPACES
 
 
@@ -178,6 +179,8 @@ class SearchConfig:
         need(self.name is None or (Path(self.name).name == self.name and self.name not in ("", ".", "..")
                                    and "\\" not in self.name), "name",
              f"{self.name!r} must be a plain folder name (no '/', '..' or absolute path): it is made under storage_path")
+        need(self.name != CACHE_FOLDER or self.weights_cache is not None or bool(os.environ.get("SEGTUNE_CACHE")),
+             "name", f"{CACHE_FOLDER!r} is the folder of the weights cache under storage_path; choose another name")
         need(is_remote(self.storage_path) or not _inside_a_file(Path(self.storage_path).expanduser()), "storage_path",
              f"{self.storage_path} is a file or inside one; give a folder (created if missing)")
         if self.study_storage is not None:

@@ -303,3 +303,10 @@ def test_version_prints_the_installed_package_version(capsys):
     from segtune.cli import main
     assert main(["--version"]) == 0
     assert capsys.readouterr().out.strip() == f"segtune {version('segtune')}"
+
+
+def test_an_experiment_may_not_take_the_weights_caches_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("SEGTUNE_CACHE", raising=False)
+    with pytest.raises(ValueError, match="option name: 'weights' is the folder of the weights cache"):
+        load_config(None, {"name": "weights"})
+    assert load_config(None, {"name": "weights", "weights_cache": str(tmp_path)}).name == "weights"
