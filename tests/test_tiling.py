@@ -49,7 +49,7 @@ class RecordingBundle:
 
     def __init__(self, tile, overlap):
         self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 3, "classes": ["a", "b"],
-                         "input_scale": None}
+                         "input_scale": None, "any_size": False}
         self.corners = []
 
     def predict(self, tiles):

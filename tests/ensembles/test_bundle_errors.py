@@ -14,8 +14,9 @@ def _truncate(path):
 
 
 def _as_format_1(folder):
-    """What export_bundle wrote before bundles recorded input_scale and checksums."""
-    _edit_manifest(folder, lambda m: [m.pop("input_scale"), m.pop("sha256"), m.update(format_version=1)])
+    """What export_bundle wrote before bundles recorded input_scale, checksums, any_size and outputs."""
+    _edit_manifest(folder, lambda m: [m.pop(key) for key in ("input_scale", "sha256", "any_size", "outputs")]
+                   + [m.update(format_version=1)])
 
 
 def _link_outside(file):

@@ -4,10 +4,12 @@ import hashlib
 import importlib.metadata
 import json
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from tiny_ensembles import random_image
+from tiny_ensembles import edit_manifest, random_image
 
 from ensembles.build import bundle_manifest
 from ensembles.bundle import BundleError, export_bundle, load_bundle
@@ -34,16 +36,21 @@ def test_manifest_carries_what_prediction_needs(rgb_ensemble):
     _, folder = rgb_ensemble
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["files"] == {"torchscript": "model.torchscript.pt", "onnx": "model.onnx"}
-    assert manifest["segtune_version"] == importlib.metadata.version("segtune") and manifest["format_version"] == 2
+    assert manifest["segtune_version"] == importlib.metadata.version("segtune") and manifest["format_version"] == 3
     assert manifest["tile"] == [64, 96] and manifest["palette"][1] == [255, 128, 0] and manifest["input_scale"] is None
+    assert manifest["any_size"] is True and manifest["outputs"] == ["probabilities", "disagreement"]
     assert manifest["sha256"] == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
                                   for name in ("model.torchscript.pt", "model.onnx")}
     assert TrialConfig.from_dict(manifest["members"][1]["config"]).encoder == "tu-mobilenetv3_small_050"
 
 
-def test_predict_refuses_tiles_of_another_size(rgb_ensemble):
-    with pytest.raises(ValueError, match=r"takes tiles \(B, 3, 64, 96\)"):
-        load_bundle(rgb_ensemble[1]).predict(np.zeros((1, 3, 96, 64), np.float32))
+def test_predict_refuses_sides_the_network_cannot_take(rgb_ensemble, tmp_path):
+    with pytest.raises(ValueError, match=r"takes \(B, 3, h, w\) with h and w multiples of 32, got \(1, 3, 96, 70\)"):
+        load_bundle(rgb_ensemble[1]).predict(np.zeros((1, 3, 96, 70), np.float32))
+    fixed = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
+    edit_manifest(fixed, lambda m: m.update(any_size=False))  # what export writes when the larger check fails
+    with pytest.raises(ValueError, match=r"takes tiles \(B, 3, 64, 96\), got \(1, 3, 96, 64\)"):
+        load_bundle(fixed).predict(np.zeros((1, 3, 96, 64), np.float32))
 
 
 @pytest.mark.parametrize("change, message", [

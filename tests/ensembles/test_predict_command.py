@@ -97,12 +97,15 @@ def test_manifest_with_other_classes_than_the_network_stops_with_one_message(rgb
 
 def test_bundle_of_format_1_predicts_as_before_and_says_it_is_unchecked(rgb_ensemble, tmp_path, capsys):
     folder = shutil.copytree(rgb_ensemble[1], tmp_path / "bundle")
-    edit_manifest(folder, lambda m: [m.pop("input_scale"), m.pop("sha256"), m.update(format_version=1)])
+    edit_manifest(folder, lambda m: [m.pop(key) for key in ("input_scale", "sha256", "any_size", "outputs")]
+                  + [m.update(format_version=1)])
     image = random_image(100, 130, 3, seed=2)
     Image.fromarray(image).save(tmp_path / "field.png")
     assert main([str(folder), str(tmp_path / "field.png"), str(tmp_path / "out")]) == 0
-    assert "carries no checksums" in capsys.readouterr().out
-    expected = predict_image(load_bundle(rgb_ensemble[1]), image).argmax(0)  # at the image's own size, as before
+    out = capsys.readouterr().out
+    assert "carries no checksums" in out and "take 64x96 tiles only, so every image is tiled" in out
+    # at the image's own size and in tiles, as before
+    expected = predict_image(load_bundle(rgb_ensemble[1]), image, tile_above=0).argmax(0)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "field.png")), expected)
 
 

@@ -17,7 +17,7 @@ class PointwiseBundle:
 
     def __init__(self, tile, overlap=0.25):
         self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b", "c"],
-                         "input_scale": None}
+                         "input_scale": None, "any_size": False}
 
     def predict(self, tiles):
         return pointwise_probs(tiles[:, 0])
@@ -34,7 +34,7 @@ class AlternatingBundle:
 
     def __init__(self, tile, overlap):
         self.manifest = {"tile": tile, "overlap": overlap, "in_channels": 1, "classes": ["a", "b"],
-                         "input_scale": None}
+                         "input_scale": None, "any_size": False}
         self.tiles_run = 0
 
     def predict(self, tiles):
@@ -78,7 +78,7 @@ def test_one_tile_image_equals_the_eager_module(rgb_ensemble):
 def test_larger_image_is_tiled_with_the_real_network(rgb_ensemble):
     module, folder = rgb_ensemble
     image = random_image(150, 200, 3, seed=1)
-    probs = predict_image(load_bundle(folder, "onnx"), image, batch_size=4)
+    probs = predict_image(load_bundle(folder, "onnx"), image, batch_size=4, tile_above=0)  # 0: tiles, though it fits
     assert probs.shape == (3, 150, 200) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(0), 1, atol=1e-5)
     # rows start at 0, 48, 86 and columns at 0, 72, 104: the corners are seen by one tile only
