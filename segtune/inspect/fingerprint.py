@@ -80,8 +80,8 @@ def fingerprint_distance(a: dict, b: dict) -> float:
 def describe_distance(a: dict, b: dict) -> str:
     """'0.081 (classes 0.020, channels 0, size 0.500, intensity 0.064)': the distance and its parts."""
     parts = distance_parts(a, b)
-    return (f"{fingerprint_distance(a, b):.3f} (" + ", ".join(f"{k} {v:.3f}" if v else f"{k} 0" for k, v in parts.items())
-            + ")")
+    shown = ", ".join(f"{part} {value:.3f}" if value else f"{part} 0" for part, value in parts.items())
+    return f"{fingerprint_distance(a, b):.3f} ({shown})"
 
 
 def format_fingerprint(fingerprint: dict) -> str:
