@@ -17,7 +17,7 @@ from search.run import SMOKE_TEST
 from search.run import main as search_main
 from search.warm_start import Mapped, map_into_space, plan_warm_start
 from segtune.paths import experiment_paths
-from spaces import get_space
+from spaces.presets import RECIPES
 
 
 def little_space(trial):
@@ -206,22 +206,26 @@ def dummy_search(folder, name, **options):
 def test_the_queued_configs_are_the_first_trials_the_search_runs(local_ray, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(search.report, "plot_predictions", lambda *args: None)
     earlier = dummy_search(tmp_path, "earlier", num_samples=4, n_startup_trials=2)
-    narrower = {"lr": {"low": 2e-3, "high": 8e-3}}
+    best, second = earlier.leaderboard[:2]
+    assert 2e-3 <= second.params["lr"] <= 8e-3  # so the recipe below keeps its lr under the narrower range
+    monkeypatch.setitem(RECIPES, "smoke", [second.params])  # a recipe equal to the earlier search's second best
     outcome = dummy_search(tmp_path, "warm", num_samples=4, n_startup_trials=2, warm_start_configs=2,
-                           warm_start="earlier", space_overrides=narrower)
+                           warm_start="earlier", space_overrides={"lr": {"low": 2e-3, "high": 8e-3}})
     warm = json.loads(outcome.paths.warm_start.read_text())
-    queued = [entry["params"] for entry in warm["configs"] if entry["status"] == "queued"]
-    best_two = [row.params for row in earlier.leaderboard[:2]]
-    assert queued == [{**params, "lr": min(max(params["lr"], 2e-3), 8e-3)} for params in best_two]
+    assert [(c["trial"], c["status"]) for c in warm["configs"]] == [(best.trial_id, "queued"),
+                                                                     (second.trial_id, "duplicate")]
+    queued = [{**best.params, "lr": min(max(best.params["lr"], 2e-3), 8e-3)}]
+    assert [c["params"] for c in warm["configs"][:1]] == queued
     first = sorted(outcome.searcher.study.trials, key=lambda trial: trial.number)[:2]
-    assert [trial.params for trial in first] == queued
+    assert [trial.params for trial in first] == [second.params, *queued]  # the recipe, then the warm config
     started = list(dict.fromkeys(row.split(",")[0] for row in outcome.paths.epochs.read_text().splitlines()[1:]))
     assert started[:2] == [trial.user_attrs["ray_trial_id"] for trial in first]  # one trial at a time
-    assert "warm start (earlier): 2 config(s) from 1 earlier search(es)" in capsys.readouterr().out
+    assert "warm start (earlier): 1 config(s) from 1 earlier search(es) queued after 1 recipe(s)" in \
+        capsys.readouterr().out
     assert json.loads(outcome.paths.fingerprint.read_text())["classes"] == ["background", "plant", "stem", "rare"]
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     params = client.get_run(outcome.parent_run_id).data.params
-    assert (params["warm_start_sources"], params["warm_start_queued"]) == ("earlier", "2")
+    assert (params["warm_start_sources"], params["warm_start_queued"]) == ("earlier", "1")
     assert {"fingerprint.json", "warm_start.json"} <= {a.path for a in client.list_artifacts(outcome.parent_run_id)}
     auto = dummy_search(tmp_path, "auto", num_samples=3, n_startup_trials=2, warm_start_configs=1, warm_start="auto")
     sources = json.loads(auto.paths.warm_start.read_text())["sources"]
