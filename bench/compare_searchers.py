@@ -232,17 +232,16 @@ def space_parameters(space: str, overrides: dict | None, samples: int = 64) -> t
 def score_on_test(experiment: Path, checkpoint_folder: str) -> float:
     """The checkpoint's mIoU on its experiment's test split, as bench/score_checkpoint.py scores it."""
     import torch
-    from torch.utils.data import DataLoader
 
     from search.experiment import load_experiment_data, open_experiment
     from segtune import names
-    from segtune.data import WholeImageDataset
     from trainables import build_loss, load_model
     from trainables.device import Compute
     from trainables.loop import evaluate
+    from trainables.scale import reference_loader
     _, data, splits = load_experiment_data(open_experiment(experiment))
     model, trial_cfg = load_model(Path(checkpoint_folder) / names.CHECKPOINT_FILE)
-    loader = DataLoader(WholeImageDataset(data, splits["test"], trial_cfg.mean, trial_cfg.std), batch_size=1)
+    loader = reference_loader(data, splits["test"], trial_cfg)  # at the trial's scale, scored at the labels' size
     scores = evaluate(model, loader, build_loss("cross_entropy", trial_cfg.ignore_index), trial_cfg,
                       Compute(torch.device("cpu")))
     return scores[names.VAL_MIOU]
@@ -253,6 +252,9 @@ def run_one(config: str, overrides: dict, strategy: str, seed: int) -> tuple[lis
     from search.budget import read_epoch_log
     started = time.monotonic()
     outcome = run_search(load_config(config, overrides))
+    if outcome.results.num_terminated + outcome.results.num_errors < len(outcome.results):
+        # Ray ends fit() quietly on Ctrl-C: an interrupted run is not recorded, so it runs again when resumed
+        raise KeyboardInterrupt(f"{strategy} seed {seed} was interrupted; run the command again to redo it")
     rows = anytime_rows(strategy, seed, read_epoch_log(outcome.paths.epochs))
     pick = next((row for row in outcome.leaderboard if row.checkpoint), None)
     note = "" if pick is outcome.best else "the best trial kept no checkpoint (stopped by the budget); picked the next"

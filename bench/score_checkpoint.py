@@ -16,13 +16,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
 
 from search.experiment import load_experiment_data, open_experiment  # noqa: E402
-from segtune.data import WholeImageDataset  # noqa: E402
 from trainables import build_loss, load_model  # noqa: E402
 from trainables.device import Compute  # noqa: E402
 from trainables.loop import evaluate  # noqa: E402
+from trainables.scale import reference_loader  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     _, data, splits = load_experiment_data(open_experiment(args.experiment))
     model, trial_cfg = load_model(args.checkpoint)
-    loader = DataLoader(WholeImageDataset(data, splits[args.split], trial_cfg.mean, trial_cfg.std), batch_size=1)
+    loader = reference_loader(data, splits[args.split], trial_cfg)  # at the trial's scale, scored at the labels' size
     scores = evaluate(model, loader, build_loss("cross_entropy", trial_cfg.ignore_index), trial_cfg,
                       Compute(torch.device("cpu")))
     print(json.dumps({"split": args.split, "images": len(splits[args.split]),

@@ -15,8 +15,7 @@ import torch
 
 from ensembles.members import Member
 from segtune.data import SegmentationData
-from segtune.data.dataset import to_tensor
-from trainables import load_model, predict_logits, read_val_probabilities
+from trainables import load_model, read_val_probabilities, reference_logits
 
 
 class ProbabilityStore:
@@ -53,7 +52,7 @@ def write_probabilities(members: list[Member], data: SegmentationData, image_ids
         (store.folder / member.trial_id).mkdir(parents=True, exist_ok=True)
         log(f"  {member.trial_id}: probabilities on {len(missing)} image(s)")
         for image_id in missing:
-            logits = predict_logits(model, to_tensor(data.images[index[image_id]], cfg.mean, cfg.std)[None])
+            logits = reference_logits(model, data.images[index[image_id]], cfg)  # at its scale, at the image's size
             probs = torch.softmax(logits.float(), 1)[0].numpy().astype(np.float16)
             target = store.file(member.trial_id, image_id)
             np.save(target.with_suffix(".tmp.npy"), probs)

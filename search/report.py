@@ -13,10 +13,9 @@ import torch
 
 from segtune import names, storage
 from segtune.data import SegmentationData
-from segtune.data.dataset import to_tensor
 from segtune.paths import ExperimentPaths
 from segtune.plots import image_and_truth, picture_grid, plt, save_figure
-from trainables import load_model, predict_logits
+from trainables import load_model, reference_logits
 
 OUTCOME_COLOURS = {"completed": "tab:blue", "early_stopping": "tab:green", "stopped_early": "tab:orange",
                    "failed": "tab:red"}
@@ -153,6 +152,6 @@ def plot_predictions(checkpoint_file: Path, data: SegmentationData, ids: list[st
     rows = []
     for image_id in ids:
         image = data.images[index[image_id]]
-        prediction = predict_logits(model, to_tensor(image, cfg.mean, cfg.std)[None]).argmax(1)[0].numpy()
+        prediction = reference_logits(model, image, cfg).argmax(1)[0].numpy()  # at the trial's scale
         rows.append(image_and_truth(data, image_id) + [(palette[prediction], "prediction")])
     return picture_grid(rows, path)

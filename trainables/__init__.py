@@ -8,10 +8,10 @@ import importlib
 _HOMES = {"TrialConfig": "trainables.config", "LOSS_NAMES": "segtune.names", "build_loss": "trainables.losses",
           "build_model": "trainables.model", "predict_logits": "trainables.model", "load_model": "trainables.trainable",
           "run_trial": "trainables.trainable", "train_segmentation": "trainables.trainable",
-          "read_val_probabilities": "trainables.val_probabilities"}
+          "read_val_probabilities": "trainables.val_probabilities", "reference_logits": "trainables.scale"}
 
 __all__ = ["LOSS_NAMES", "TrialConfig", "build_loss", "build_model", "load_model", "predict_logits",
-           "read_val_probabilities", "run_trial", "train_segmentation"]
+           "read_val_probabilities", "reference_logits", "run_trial", "train_segmentation"]
 
 
 def __getattr__(name: str):

@@ -111,6 +111,12 @@ class TrialConfig:
     # data
     crop: tuple[int, int] = (64, 64)
     """Training crop (H, W)."""
+    scale: float = 1.0
+    """Share (0, 1] of the size images are read at that the trial trains and predicts at; scored at the read size."""
+    progressive_epochs: int = 0
+    """First epochs (ASHA's first rung) trained at scale * progressive_scale on crops shrunk alike; 0 for none."""
+    progressive_scale: float = 0.5
+    """Factor in (0, 1) on scale and crop during the progressive_epochs."""
     ignore_index: int = 255
     """Mask value left out of losses and metrics."""
     exclude_from_mean: tuple[int, ...] = ()
@@ -169,6 +175,11 @@ class TrialConfig:
             need(0 <= getattr(self, name) <= 1, f"{name} {getattr(self, name)} must be in [0, 1]")
         need(len(self.crop) == 2 and all(c % 2 ** self.encoder_depth == 0 for c in self.crop),
              f"crop {self.crop} must be (H, W) divisible by 2**encoder_depth = {2 ** self.encoder_depth}")
+        need(0 < self.scale <= 1, f"scale {self.scale} must be in (0, 1]: a share of the size images are read at "
+             "(enlarge them with the search's resize)")
+        need(0 < self.progressive_scale < 1, f"progressive_scale {self.progressive_scale} must be in (0, 1)")
+        need(self.progressive_epochs == 0 or 0 < self.progressive_epochs < self.max_epochs,
+             f"progressive_epochs {self.progressive_epochs} must be 0 or below max_epochs {self.max_epochs}")
         need(len(self.mean) == len(self.std) == self.in_channels, "mean/std need one value per input channel")
         need(not self.class_names or len(self.class_names) == self.num_classes, "class_names needs num_classes names")
         need(self.class_pixel_counts is None or len(self.class_pixel_counts) == self.num_classes,

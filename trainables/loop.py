@@ -11,6 +11,7 @@ import torch
 from segtune import metrics, names
 from trainables.config import TrialConfig
 from trainables.device import Compute
+from trainables.scale import to_reference
 from trainables.tiled import validation_logits
 
 
@@ -45,7 +46,8 @@ def train_epoch(model, loader, loss_fn, optimizer, compute: Compute, max_steps: 
 @torch.no_grad()
 def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute, keep: list | None = None) -> dict[str, float]:
     """Validation loss and metrics from one confusion matrix over the whole split; `keep`, when given, receives each
-    image's class probabilities (float16 on the CPU) from the same pass (trainables/val_probabilities.py)."""
+    image's class probabilities (float16 on the CPU) from the same pass (trainables/val_probabilities.py). Images
+    smaller than their masks (a trial's scale below 1) are predicted at their size and scored at the masks' size."""
     model.eval()
     matrix = torch.zeros(cfg.num_classes, cfg.num_classes, dtype=torch.long)
     loss_sum, pixels = 0.0, 0
@@ -53,6 +55,7 @@ def evaluate(model, loader, loss_fn, cfg: TrialConfig, compute: Compute, keep: l
         images, masks = compute.batch(images), masks.to(compute.device)
         with compute.autocast():
             logits = validation_logits(model, images, cfg).float()  # tiled above one training step's pixels
+        logits = to_reference(logits, masks.shape[-2:])
         valid = int((masks != cfg.ignore_index).sum())
         loss_sum += loss_fn(logits, masks).item() * valid
         pixels += valid

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import gc
 import tempfile
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import ray
@@ -20,7 +22,7 @@ from torch.utils.data import DataLoader, WeightedRandomSampler
 
 from segtune import names
 from segtune.class_weights import class_weights, pixel_counts
-from segtune.data import CropDataset, SegmentationData, WholeImageDataset
+from segtune.data import CropDataset, SegmentationData
 from segtune.names import CHECKPOINT_FILE
 from trainables.augment import build_augmenter, rarest_class
 from trainables.config import TrialConfig
@@ -28,6 +30,7 @@ from trainables.device import Compute, trial_compute
 from trainables.loop import evaluate, train_epoch
 from trainables.losses import build_loss
 from trainables.model import build_model, follow_weights
+from trainables.scale import ScaledValidation, crop_at, epoch_scale, scaled_data
 from trainables.schedule import MAIN, WARMUP, patience_exhausted, stage_of, start_stage, step_scheduler
 from trainables.val_probabilities import VAL_PROBABILITIES, best_epoch_probabilities, write_val_probabilities
 
@@ -78,26 +81,27 @@ def run_trial(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[s
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
-    train_set, sampler_weights = build_train_set(cfg, data, splits["train"])
-    val_loader = DataLoader(WholeImageDataset(data, splits["val"], cfg.mean, cfg.std),
-                            batch_size=1, num_workers=cfg.num_workers, pin_memory=compute.device.type == "cuda")
+    inputs = None
     for epoch in range(start_epoch, cfg.max_epochs + 1):
-        stage = stage_of(cfg, epoch)
+        stage, scale = stage_of(cfg, epoch), epoch_scale(cfg, epoch)
         if epoch > start_epoch and stage != stage_of(cfg, epoch - 1):
             scheduler = start_stage(cfg, optimizer, stage)
+        if inputs is None or inputs.scale != scale:  # images resized once per scale, not every epoch
+            inputs = build_inputs(cfg, data, splits, scale, compute.device.type == "cuda")
         lr = optimizer.param_groups[0]["lr"]
-        train_loss = train_epoch(model, train_loader(cfg, train_set, sampler_weights, epoch), losses[stage],
-                                 optimizer, compute, cfg.steps_per_epoch, cfg.grad_clip)
+        train_loss = train_epoch(model, train_loader(cfg, inputs.train_set, inputs.sampler_weights, epoch),
+                                 losses[stage], optimizer, compute, cfg.steps_per_epoch, cfg.grad_clip)
         maps = [] if cfg.keep_val_probabilities else None
-        result = evaluate(model, val_loader, losses[stage], cfg, compute, maps)
+        result = evaluate(model, inputs.val_loader, losses[stage], cfg, compute, maps)
         history.append(result[names.VAL_MIOU])
         if stage == MAIN:
             step_scheduler(scheduler, result[names.VAL_MIOU])
         stop = patience_exhausted(history, cfg.early_stop_patience, cfg.early_stop_min_delta)
         result.update({names.EPOCH: epoch, names.TRAIN_LOSS: train_loss, names.BEST_VAL_MIOU: max(history),
-                       names.LR: lr, names.LOSS_STAGE: int(stage == MAIN), names.EARLY_STOPPED: int(stop)})
+                       names.LR: lr, names.LOSS_STAGE: int(stage == MAIN), names.EARLY_STOPPED: int(stop),
+                       names.TRAIN_SCALE: scale, names.TRAIN_PIXELS: inputs.epoch_pixels})
         report(result, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                        "history": history, "trial_config": cfg.to_dict(),
+                        "history": history, "trial_config": checkpoint_config(cfg, scale),
                         "scheduler": scheduler.state_dict() if scheduler is not None else None,
                         VAL_PROBABILITIES: best_epoch_probabilities(maps, splits["val"], history)})
         if stop:
@@ -117,6 +121,48 @@ def build_training(cfg: TrialConfig, compute: Compute):
                       tversky_beta=cfg.tversky_beta, focal_gamma=cfg.focal_gamma, dice_weight=cfg.dice_weight,
                       weight_cap=cfg.class_weight_cap)
     return model, optimizer, {WARMUP: build_loss("cross_entropy", cfg.ignore_index), MAIN: main}
+
+
+@dataclass(frozen=True)
+class EpochInputs:
+    """What the epochs at one scale train and validate on (trainables/scale.py)."""
+    scale: float
+    """The scale the images were resized by."""
+    train_set: CropDataset
+    """Random crops of the training images at that scale."""
+    sampler_weights: list[float] | None
+    """Per-image draw weights (oversample_rare), or None for a plain shuffle."""
+    val_loader: DataLoader
+    """Validation images at that scale with their masks at the size read."""
+    epoch_pixels: int
+    """Pixels of the training crops one epoch passes through the network (steps x batch x crop)."""
+
+
+def build_inputs(cfg: TrialConfig, data: SegmentationData, splits: dict[str, list[str]], scale: float,
+                 pin_memory: bool) -> EpochInputs:
+    """Training crops and validation images at `scale`, the images resized here once."""
+    view = scaled_data(data, splits["train"] + splits["val"], scale)
+    index = view.index_of()
+    crop = crop_at(cfg, scale, [view.images[index[i]] for i in splits["train"]])
+    train_set, sampler_weights = build_train_set(dataclasses.replace(cfg, crop=crop), view, splits["train"])
+    val_loader = DataLoader(ScaledValidation(view, data, splits["val"], cfg.mean, cfg.std), batch_size=1,
+                            num_workers=cfg.num_workers, pin_memory=pin_memory)
+    pixels = epoch_images(cfg, len(train_set)) * crop[0] * crop[1]
+    return EpochInputs(scale, train_set, sampler_weights, val_loader, pixels)
+
+
+def epoch_images(cfg: TrialConfig, train_images: int) -> int:
+    """Crops one epoch trains on: whole batches (a last partial one is dropped, as train_loader does, unless the
+    split fits in one batch), at most steps_per_epoch of them."""
+    images = train_images if train_images <= cfg.batch_size else train_images // cfg.batch_size * cfg.batch_size
+    return images if cfg.steps_per_epoch is None else min(images, cfg.steps_per_epoch * cfg.batch_size)
+
+
+def checkpoint_config(cfg: TrialConfig, scale: float) -> dict:
+    """The trial config a checkpoint rebuilds and runs its model with: at the scale its epoch trained at (a
+    progressive epoch's model predicts at scale * progressive_scale)."""
+    at_scale = cfg if scale == cfg.scale else dataclasses.replace(cfg, scale=scale, progressive_epochs=0)
+    return at_scale.to_dict()
 
 
 def build_train_set(cfg: TrialConfig, data: SegmentationData, ids: list[str]):

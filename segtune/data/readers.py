@@ -21,6 +21,7 @@ from segtune.data.classes import check_classes, read_classes
 from segtune.data.decode import decode_image, open_image
 from segtune.data.errors import ColourMasksWithoutMap, DataError
 from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
+from segtune.data.resize import resize_image, resize_mask
 from segtune.data.segmentation_data import SegmentationData, default_palette
 from segtune.data.synthetic import make_synthetic
 
@@ -219,14 +220,9 @@ def _check_channels(images, ids, files, problems):
 
 
 def _resize(image, mask, size):
-    if size is None or image.shape[:2] == tuple(size):
+    if size is None:
         return image, mask
-    height, width = size
-    pil = Image.fromarray(image[:, :, 0] if image.shape[2] == 1 else image)
-    image = np.asarray(pil.resize((width, height), Image.BILINEAR))
-    image = image[:, :, None] if image.ndim == 2 else image
-    mask = np.asarray(Image.fromarray(mask).resize((width, height), Image.NEAREST))
-    return image, mask
+    return resize_image(image, size), resize_mask(mask, size)
 
 
 def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
