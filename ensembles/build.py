@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ensembles.bootstrap import LEVEL, RESAMPLES, bootstrap_intervals
-from ensembles.combine import EnsembleModule, build_combiner, reading_as_trained
+from ensembles.combine import EnsembleModule, at_scale, build_combiner, reading_as_trained
 from ensembles.fit import LIBRARY, FitSettings
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, import_val_probabilities, write_probabilities
@@ -18,6 +18,7 @@ from ensembles.protocol import BASELINE, evaluate_candidates
 from ensembles.report import chosen_summary, format_table, plot_class_iou, plot_test_predictions, write_table
 from search.config import SearchConfig
 from segtune.data import SegmentationData
+from segtune.data.resize import scaled_size
 from segtune.paths import ExperimentPaths
 from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
@@ -79,8 +80,8 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
     chosen = evaluation.fitted[evaluation.chosen]
     models = [load_model(everyone[t].checkpoint) for t in chosen.trial_ids]
     trial_cfg = models[0][1]
-    module = EnsembleModule([reading_as_trained(model, c.mean, c.std, trial_cfg.mean, trial_cfg.std)
-                             for model, c in models], chosen.combiner, trial_cfg.mean, trial_cfg.std).eval()
+    module = EnsembleModule(member_modules(models, trial_cfg.mean, trial_cfg.std), chosen.combiner, trial_cfg.mean,
+                            trial_cfg.std).eval()
     manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap,
                                [c for _, c in models])
     torch.save(module.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
@@ -90,6 +91,26 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
           f"{time.perf_counter() - started:.0f} s")
     run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
     return EnsembleResult(rows, evaluation.chosen, bundle, run_id)
+
+
+def member_modules(models: list[tuple[torch.nn.Module, TrialConfig]], mean, std) -> list[torch.nn.Module]:
+    """Each member reading the ensemble's input (normalised with mean/std, at the largest of the members' scales) as
+    its training read images: with its own normalisation (Renormalised) and at its own scale (Rescaled)."""
+    scale = ensemble_scale([c for _, c in models])
+    return [at_scale(reading_as_trained(model, c.mean, c.std, mean, std), c.scale, scale) for model, c in models]
+
+
+def ensemble_scale(member_cfgs: list[TrialConfig]) -> float:
+    """The scale an ensemble's input is read at: its largest member's (the others shrink it further inside)."""
+    return max(c.scale for c in member_cfgs)
+
+
+def input_scale(resize, scale: float) -> dict | None:
+    """The manifest's input_scale: the search's resize times the ensemble's scale, a factor on each image's own size
+    where the search read images at their own size, or null (own size, scale 1)."""
+    if resize is not None:
+        return {"resize": [int(side) for side in scaled_size(resize, scale)]}
+    return None if scale == 1 else {"factor": scale}
 
 
 def _validation_maps(members: list[Member], library: list[Member] | None, data: SegmentationData, masks: dict,
@@ -137,15 +158,16 @@ def _described(member: Member) -> dict:
 def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialConfig, summary: dict, chosen_row: dict,
                     overlap: float, member_cfgs: list[TrialConfig] | None = None) -> dict:
     """What the bundle needs to predict as the members were trained: classes, normalisation, tile and the
-    scale the search read images at (its resize, or null for each image's own size); its members with their
-    weights (greedy and library selection: times picked), the encoder weights each started from, and its scores
-    with their 95 % intervals."""
+    scale its networks read images at (the search's resize, or each image's own size, times the largest member
+    scale); its members with their weights (greedy and library selection: times picked), the encoder weights each
+    started from and the scale each works at, and its scores with their 95 % intervals."""
     members = summary["ensemble"] if member_cfgs is None else [
-        {**member, "started_from": started_from(c)} for member, c in zip(summary["ensemble"], member_cfgs)]
+        {**member, "started_from": started_from(c), "scale": c.scale} for member, c in zip(summary["ensemble"],
+                                                                                          member_cfgs)]
+    scale = 1.0 if member_cfgs is None else ensemble_scale(member_cfgs)
     return {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
             "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
-            "tile": network_tile(cfg.crop), "overlap": overlap,
-            "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
+            "tile": network_tile(cfg.crop), "overlap": overlap, "input_scale": input_scale(cfg.resize, scale),
             "members": members, "combiner": {"kind": summary["chosen"]},
             "scores": {**{key: chosen_row[key] for key in SCORE_KEYS},
                        "excluded_from_mean": list(cfg.exclude_from_mean)}}
@@ -194,5 +216,5 @@ def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
     models = [load_model(report["checkpoints"][m["trial_id"]]) for m in manifest["members"]]
     combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
     combiner.load_state_dict(torch.load(folder.combiner, map_location="cpu", weights_only=True))
-    members = [reading_as_trained(model, c.mean, c.std, manifest["mean"], manifest["std"]) for model, c in models]
+    members = member_modules(models, manifest["mean"], manifest["std"])
     return EnsembleModule(members, combiner.eval(), manifest["mean"], manifest["std"]).eval()

@@ -9,7 +9,8 @@ Every combiner maps member probabilities (B, M, K, H, W) to class probabilities 
   an unfitted head is the geometric mean and fitting only moves it as far as the data supports.
 
 EnsembleModule wraps the members and a combiner into the one network that is exported; a member trained on other
-normalisation statistics than the ensemble's reads its input through Renormalised.
+normalisation statistics than the ensemble's reads its input through Renormalised, one trained at a smaller scale
+than the ensemble's input through Rescaled.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from segtune.tiling import TILE_MULTIPLE
 
 EPSILON = 1e-6
 """Probabilities are clamped to this before taking logs (float16 maps hold exact zeros)."""
@@ -120,3 +123,37 @@ def reading_as_trained(member: nn.Module, member_mean, member_std, mean, std) ->
     if list(member_mean) == list(mean) and list(member_std) == list(std):
         return member
     return Renormalised(member, member_mean, member_std, mean, std)
+
+
+class Rescaled(nn.Module):
+    """A member trained at a smaller scale than the ensemble's input (a search's `scale`, trainables/scale.py): it sees
+    the input shrunk by `factor` (bilinear, halved in steps while the factor left is at most 0.5, so each step
+    averages 2x2 pixels and a quarter size averages 4x4 instead of sampling them), edge-padded to a multiple of 32,
+    and its logits are resized back to the input's size (bilinear), as a trial's validation scores them. Every size
+    is taken from the input, so an exported network keeps its height and width free."""
+
+    def __init__(self, member: nn.Module, factor: float):
+        super().__init__()
+        if not 0 < factor < 1:
+            raise ValueError(f"Rescaled: factor {factor} must be in (0, 1); a member at the ensemble's scale needs none")
+        self.member, self.factor = member, float(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        left = self.factor
+        while left <= 0.5:
+            x = F.interpolate(x, scale_factor=0.5, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+            left *= 2
+        if left < 1:
+            x = F.interpolate(x, scale_factor=left, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+        small_h, small_w = x.shape[-2:]
+        pad_h, pad_w = (TILE_MULTIPLE - small_h % TILE_MULTIPLE) % TILE_MULTIPLE, \
+            (TILE_MULTIPLE - small_w % TILE_MULTIPLE) % TILE_MULTIPLE
+        logits = self.member(F.pad(x, (0, pad_w, 0, pad_h), mode="replicate"))[..., :small_h, :small_w]
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+
+
+def at_scale(member: nn.Module, scale: float, ensemble_scale: float) -> nn.Module:
+    """The member, trained at `scale`, as an ensemble whose input is at `ensemble_scale` (the largest of its members'
+    scales) must call it: itself at that scale, else Rescaled by scale / ensemble_scale."""
+    return member if scale == ensemble_scale else Rescaled(member, scale / ensemble_scale)
