@@ -11,15 +11,33 @@ carves them with CONFIG's split_seed, or its seed). Two baselines run the same b
 parameters), and `recipe`, the preset's starting recipe (spaces' get_recipes; skipped when it has none).
 
 Written as it goes, under --out:
-    results.csv  strategy, seed, trial, epoch, cumulative_epochs, best_val_miou: one row per epoch
-                 received, best_val_miou the best of any epoch so far
+    results.csv  strategy, seed, trial, epoch, cumulative_epochs, best_val_miou, val_miou, train_scale,
+                 cumulative_seconds, cumulative_pixels: one row per epoch received, best_val_miou the best of
+                 any epoch so far, val_miou this epoch's, then the compute spent so far in trial-seconds (each
+                 epoch's wall time in its trial: training, validation, checkpoint) and in pixels of training
+                 crops through the network (machine-independent; an epoch at progressive_scale 0.5 counts a
+                 quarter, where the epoch count counts it whole)
     runs.csv     one row per finished run: its final best val mIoU, its final pick and that pick's test
                  mIoU, scored once as bench/score_checkpoint.py does; a run listed here is skipped when
                  the command is run again (so a comparison can span sessions); a half-done one is redone
     summary.md   per strategy: median and range over seeds of the final best val mIoU and of the test
-                 mIoU, and the headline: epochs the median anytime curve needs to reach random+fifo's
-                 median final best, as a fraction of the budget
+                 mIoU, and the headline: epochs the median anytime curve needs to reach the reference's
+                 (--reference, default random+fifo) median final best, as a fraction of the budget. Then
+                 compute and ranking: trial-seconds and pixels each run spent and needed to reach that
+                 best (median over seeds, as a fraction of the reference's whole run), and how well the first
+                 rung ranks trials: Kendall's tau between the trials' val mIoU at epoch grace_period and at
+                 their last epoch, over the trials that ran past it (median over seeds)
     anytime.png  best val mIoU so far against epochs spent: median line and min-max band per strategy
+
+Progressive resolution against epochs-only ASHA (issue 12): compute to reach ASHA's final best, and the
+first rung's ranking with every trial run to the end (fifo):
+
+    python bench/compare_searchers.py spaces/configs/crop_weed.yaml --set '{max_epochs: 8}' --baselines '' \
+        --strategies tpe+asha,tpe+asha:progressive_resolution=true --reference tpe+asha \
+        --seeds 0,1,2 --budget-epochs 32 --out bench_results/progressive_asha
+    python bench/compare_searchers.py spaces/configs/crop_weed.yaml --set '{max_epochs: 8}' --baselines '' \
+        --strategies random+fifo,random+fifo:progressive_resolution=true \
+        --seeds 0,1,2 --budget-epochs 32 --out bench_results/progressive_ranking
 """
 
 from __future__ import annotations
@@ -27,6 +45,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shutil
 import statistics
@@ -43,7 +62,8 @@ STRONG_DEFAULT = {"architecture": "Unet", "encoder": "tu-resnet18", "encoder_dep
                   "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
                   "scheduler_warmup_epochs": 1, "batch_size": 8, "flip": True}
 """One sensible model: Unet, a light timm encoder, AdamW, CE+Dice, a cosine schedule (answers "why search at all?")."""
-RESULT_COLUMNS = ("strategy", "seed", "trial", "epoch", "cumulative_epochs", "best_val_miou")
+RESULT_COLUMNS = ("strategy", "seed", "trial", "epoch", "cumulative_epochs", "best_val_miou", "val_miou", "train_scale",
+                  "cumulative_seconds", "cumulative_pixels")
 RUN_COLUMNS = ("strategy", "seed", "experiment", "trials", "epochs", "final_best_val_miou", "pick_trial",
                "pick_val_miou", "test_miou", "wall_s", "note")
 
@@ -51,15 +71,23 @@ RUN_COLUMNS = ("strategy", "seed", "experiment", "trials", "epochs", "final_best
 # --------------------------------------------------------------------------- pure functions of the rows
 
 def anytime_rows(strategy: str, seed: int, epoch_log: list[dict]) -> list[dict]:
-    """results.csv rows from a search's epochs.csv rows (in the order received): trials numbered by first epoch."""
-    trials, best, rows = {}, float("-inf"), []
+    """results.csv rows from a search's epochs.csv rows (in the order received): trials numbered by first epoch;
+    trial-seconds and pixels summed as they come (None from the first epoch a log lacks them: an older log)."""
+    trials, best, rows, seconds, pixels = {}, float("-inf"), [], 0.0, 0
     for spent, entry in enumerate(epoch_log, start=1):
         trial = trials.setdefault(entry["trial_id"], len(trials))
         if entry["val_miou"] is not None:
             best = max(best, entry["val_miou"])
+        seconds, pixels = _plus(seconds, entry.get("seconds")), _plus(pixels, entry.get("train_pixels"))
         rows.append({"strategy": strategy, "seed": seed, "trial": trial, "epoch": entry["epoch"],
-                     "cumulative_epochs": spent, "best_val_miou": best})
+                     "cumulative_epochs": spent, "best_val_miou": best, "val_miou": entry["val_miou"],
+                     "train_scale": entry.get("train_scale"), "cumulative_seconds": seconds,
+                     "cumulative_pixels": pixels})
     return rows
+
+
+def _plus(total, value):
+    return None if total is None or value is None else total + value
 
 
 def best_at(rows: list[dict], epochs: int) -> float:
@@ -96,21 +124,78 @@ def epochs_to_reach(rows: list[dict], target: float, budget: int) -> int | None:
     return next((e for e, value in zip(epochs, median) if value >= target), None)
 
 
-def summarise(rows: list[dict], runs: list[dict], budget: int) -> list[dict]:
-    """Per strategy: median and range over seeds of final best val and test mIoU, and the headline ratio."""
-    finals = {s: [best_at(seed_rows, budget) for seed_rows in seeds.values()] for s, seeds in by_run(rows).items()}
-    target = statistics.median(finals[REFERENCE]) if REFERENCE in finals else None
+def compute_to_reach(seed_rows: list[dict], target: float, column: str) -> float | None:
+    """One run's compute (`column`: cumulative_seconds or cumulative_pixels) when its best so far first reached
+    target; inf if it never did, None if its rows do not hold that compute."""
+    for row in seed_rows:
+        if row.get(column) is None:  # rows of an older results.csv hold no compute
+            return None
+        if row["best_val_miou"] >= target:
+            return row[column]
+    return math.inf
+
+
+def rung_ranking(seed_rows: list[dict], rung: int) -> tuple[float | None, int]:
+    """Kendall's tau-b between the trials' val mIoU at epoch `rung` (ASHA's first rung, grace_period) and at their
+    last epoch, over one run's trials that went past the rung; and how many those were (tau None below 3)."""
+    from scipy.stats import kendalltau
+    at_rung, last = {}, {}
+    for row in seed_rows:  # in the order received: a trial's later epochs overwrite its `last`
+        if row["val_miou"] is None or row["epoch"] is None:
+            continue
+        if row["epoch"] == rung:
+            at_rung[row["trial"]] = row["val_miou"]
+        elif row["epoch"] > rung:
+            last[row["trial"]] = row["val_miou"]
+    trials = [t for t in last if t in at_rung]
+    if len(trials) < 3:
+        return None, len(trials)
+    tau = kendalltau([at_rung[t] for t in trials], [last[t] for t in trials]).statistic
+    return (None if math.isnan(tau) else float(tau)), len(trials)
+
+
+def _median(values: list) -> float | None:
+    """Median of values (inf for a run that never got there); None if a value is missing or the median is inf."""
+    if not values or any(v is None for v in values):
+        return None
+    middle = statistics.median(values)
+    return None if math.isinf(middle) else middle
+
+
+def compute_summary(seeds: dict[int, list[dict]], target: float | None, rung: int | None) -> dict:
+    """One strategy's trial-seconds and pixels per run and to reach target (medians over seeds), and its first
+    rung's Kendall tau (median over seeds) with the trials it was computed over."""
+    summary = {}
+    for column, name in (("cumulative_seconds", "seconds"), ("cumulative_pixels", "pixels")):
+        summary[f"{name}_total"] = _median([seed_rows[-1].get(column) for seed_rows in seeds.values()])
+        summary[f"{name}_to_reference"] = None if target is None else _median(
+            [compute_to_reach(seed_rows, target, column) for seed_rows in seeds.values()])
+    rankings = [rung_ranking(seed_rows, rung) for seed_rows in seeds.values()] if rung else []
+    taus = [tau for tau, _ in rankings if tau is not None]
+    summary["rung_tau"] = statistics.median(taus) if taus else None
+    summary["rung_trials"] = sum(count for _, count in rankings)
+    return summary
+
+
+def summarise(rows: list[dict], runs: list[dict], budget: int, reference: str = REFERENCE,
+              rungs: dict[str, int] | None = None) -> list[dict]:
+    """Per strategy: median and range over seeds of final best val and test mIoU, the headline ratio, and compute
+    and ranking (compute_summary; `rungs`: each strategy's grace_period)."""
+    runs_by_strategy = by_run(rows)
+    finals = {s: [best_at(seed_rows, budget) for seed_rows in seeds.values()] for s, seeds in runs_by_strategy.items()}
+    target = statistics.median(finals[reference]) if reference in finals else None
     summary = []
     for strategy, values in finals.items():
         tests = [float(r["test_miou"]) for r in runs if r["strategy"] == strategy and r["test_miou"] not in ("", None)]
         reached = None if target is None else epochs_to_reach([r for r in rows if r["strategy"] == strategy], target,
                                                               budget)
-        summary.append({"strategy": strategy, "seeds": len(values), "val_median": statistics.median(values),
-                        "val_min": min(values), "val_max": max(values),
+        summary.append({"strategy": strategy, "reference": reference, "seeds": len(values),
+                        "val_median": statistics.median(values), "val_min": min(values), "val_max": max(values),
                         "test_median": statistics.median(tests) if tests else None,
                         "test_min": min(tests) if tests else None, "test_max": max(tests) if tests else None,
                         "epochs_to_reference": reached,
-                        "fraction_of_budget": None if reached is None else reached / budget})
+                        "fraction_of_budget": None if reached is None else reached / budget,
+                        **compute_summary(runs_by_strategy[strategy], target, (rungs or {}).get(strategy))})
     return summary
 
 
@@ -118,9 +203,10 @@ def format_summary(summary: list[dict], budget: int, notes: list[str] = ()) -> s
     def spread(row, key):
         return "-" if row[f"{key}_median"] is None else \
             f"{row[f'{key}_median']:.4f} [{row[f'{key}_min']:.4f}, {row[f'{key}_max']:.4f}]"
-    reference = next((r for r in summary if r["strategy"] == REFERENCE), None)
+    name = summary[0]["reference"] if summary else REFERENCE
+    reference = next((r for r in summary if r["strategy"] == name), None)
     lines = [f"# Matched-compute comparison: {budget} epochs per run", "",
-             f"Reference: {REFERENCE}'s median final best val mIoU"
+             f"Reference: {name}'s median final best val mIoU"
              + (f" = {reference['val_median']:.4f}." if reference else " (not run: no ratio)."), "",
              "| strategy | seeds | final best val mIoU, median [min, max] | test mIoU of the final pick, median "
              f"[min, max] | epochs to reach the reference (fraction of {budget}) |", "|---|---|---|---|---|"]
@@ -128,7 +214,34 @@ def format_summary(summary: list[dict], budget: int, notes: list[str] = ()) -> s
         reached = ("-" if not reference else "not reached" if row["epochs_to_reference"] is None
                    else f"{row['epochs_to_reference']} ({row['fraction_of_budget']:.2f})")
         lines.append(f"| {row['strategy']} | {row['seeds']} | {spread(row, 'val')} | {spread(row, 'test')} | {reached} |")
+    lines += compute_table(summary, reference)
     return "\n".join(lines + ([""] + [f"- {note}" for note in notes] if notes else [])) + "\n"
+
+
+def compute_table(summary: list[dict], reference: dict | None) -> list[str]:
+    """The compute-and-ranking table's lines, or none when no run recorded trial-seconds (results of an older
+    compare_searchers)."""
+    if all(row["seconds_total"] is None for row in summary):
+        return []
+
+    def amount(row, name, unit):
+        total = None if reference is None else reference[f"{name}_total"]
+        value = row[f"{name}_to_reference"]
+        if value is None:
+            return "-" if reference is None or row[f"{name}_total"] is None else "not reached"
+        return f"{value / unit:.1f}" + (f" ({value / total:.2f})" if total else "")
+    lines = ["", "Compute and ranking (medians over seeds; fractions of the reference's whole run; tau: Kendall's "
+             "tau-b between the trials' val mIoU at epoch grace_period and at their last epoch, over the trials "
+             "that went past it):", "",
+             "| strategy | trial-seconds per run | trial-seconds to reach the reference | Mpixels per run "
+             "| Mpixels to reach the reference | first-rung tau (trials) |", "|---|---|---|---|---|---|"]
+    for row in summary:
+        seconds = "-" if row["seconds_total"] is None else f"{row['seconds_total']:.1f}"
+        pixels = "-" if row["pixels_total"] is None else f"{row['pixels_total'] / 1e6:.1f}"
+        tau = "-" if row["rung_tau"] is None else f"{row['rung_tau']:.2f} ({row['rung_trials']})"
+        lines.append(f"| {row['strategy']} | {seconds} | {amount(row, 'seconds', 1)} | {pixels} "
+                     f"| {amount(row, 'pixels', 1e6)} | {tau} |")
+    return lines
 
 
 def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
@@ -282,8 +395,13 @@ def write_csv(path: Path, columns, rows) -> None:
 
 
 def typed(rows: list[dict]) -> list[dict]:
+    """results.csv rows as numbers; the columns a row lacks (written before they existed) or left empty are None."""
+    optional = {"epoch": int, "val_miou": float, "train_scale": float, "cumulative_seconds": float,
+                "cumulative_pixels": int}
     return [{**r, "seed": int(r["seed"]), "trial": int(r["trial"]), "cumulative_epochs": int(r["cumulative_epochs"]),
-             "best_val_miou": float(r["best_val_miou"])} for r in rows]
+             "best_val_miou": float(r["best_val_miou"]),
+             **{key: kind(float(r[key])) if r.get(key) not in ("", None) else None for key, kind in optional.items()}}
+            for r in rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -297,6 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-epochs", type=int, required=True, help="epochs per run, summed over its trials")
     parser.add_argument("--out", type=Path, default=Path("bench_results/compare_searchers"))
     parser.add_argument("--set", default=None, help="more search options as a YAML mapping, e.g. '{steps_per_epoch: 4}'")
+    parser.add_argument("--reference", default=REFERENCE,
+                        help=f"the strategy whose median final best the others' compute is measured to (default "
+                             f"{REFERENCE}); one of --strategies")
     args = parser.parse_args(argv)
 
     import yaml
@@ -318,10 +439,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.budget_epochs < 1:
         parser.error("--budget-epochs: must be >= 1 epoch")
     strategies += [b for b in args.baselines.split(",") if b and b not in strategies]
+    if args.reference != REFERENCE and args.reference not in strategies:  # without the default: no ratio, as before
+        parser.error(f"--reference: {args.reference!r} is not among the strategies and baselines {strategies}")
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = yaml.safe_load(args.set) if args.set else {}
     base = load_config(args.config, extra)
     out = args.out.resolve()
+    rungs = {s: parse_strategy(s)[1].get("grace_period", base.grace_period) for s in strategies if s not in BASELINES}
     for strategy in strategies:  # each run's options are checked before any run starts
         try:
             load_config(args.config, {**extra, **run_overrides(base, strategy, seeds[0], args.budget_epochs,
@@ -355,16 +479,17 @@ def main(argv: list[str] | None = None) -> int:
             write_csv(runs_path, RUN_COLUMNS, runs)
             print(f"{strategy} seed {seed}: best val {run['final_best_val_miou']}, test {run['test_miou']} "
                   f"after {run['epochs']} epochs in {run['wall_s']} s", flush=True)
-            write_summary(out, results, runs, args.budget_epochs, notes)  # an interim summary after every run
-    write_summary(out, results, runs, args.budget_epochs, notes)
+            write_summary(out, results, runs, args.budget_epochs, notes, args.reference, rungs)  # after every run
+    write_summary(out, results, runs, args.budget_epochs, notes, args.reference, rungs)
     print((out / "summary.md").read_text())
     return 0
 
 
-def write_summary(out: Path, results: list[dict], runs: list[dict], budget: int, notes: list[str]) -> None:
+def write_summary(out: Path, results: list[dict], runs: list[dict], budget: int, notes: list[str],
+                  reference: str = REFERENCE, rungs: dict[str, int] | None = None) -> None:
     """summary.md, summary.json and anytime.png of the runs finished so far."""
     rows = typed(results)
-    summary = summarise(rows, runs, budget)
+    summary = summarise(rows, runs, budget, reference, rungs)
     (out / "summary.md").write_text(format_summary(summary, budget, notes))
     plot_anytime(rows, budget, out / "anytime.png")
     (out / "summary.json").write_text(json.dumps(summary, indent=1))

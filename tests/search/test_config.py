@@ -24,7 +24,7 @@ def test_every_shipped_config_loads_and_its_space_passes_the_drivers_checks(path
     cfg = load_config(str(path))
     assert isinstance(cfg, SearchConfig)
     written = yaml.safe_load(path.read_text())["data"]
-    assert cfg.data == (written if written == "synthetic" else str(Path(written).absolute()))
+    assert cfg.data == (written if written == "synthetic" else str(Path(written).expanduser().absolute()))
     # The dataset may not be on this machine: a stand-in with the config's classes gives the settings every trial
     # shares (classes, crop, epochs ...), which is all the space check needs of the data.
     classes = cfg.classes or (*cfg.exclude_from_mean, "class_a", "class_b")
