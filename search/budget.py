@@ -2,7 +2,9 @@
 
 Every result a trial reports is one epoch (the trainable reports once per epoch), so the epochs spent
 are the results received. The log (trial, its epoch, val mIoU) is what an anytime curve is drawn from:
-best val mIoU so far against epochs spent.
+best val mIoU so far against epochs spent. Epochs need not cost alike (a trial's scale, progressive
+resolution), so each row also holds the epoch's seconds (Ray's time_this_iter_s: training, validation and
+checkpoint), the scale it trained at and the pixels of training crops it passed through the network.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from ray.tune.stopper import Stopper
 
 from segtune import names
 
-LOG_COLUMNS = ("trial_id", names.EPOCH, names.VAL_MIOU)
+SECONDS = "seconds"
+"""The log's column of an epoch's wall seconds in its trial (Ray's time_this_iter_s)."""
+LOG_COLUMNS = ("trial_id", names.EPOCH, names.VAL_MIOU, SECONDS, names.TRAIN_SCALE, names.TRAIN_PIXELS)
 
 
 class EpochLog(Stopper):
@@ -28,7 +32,10 @@ class EpochLog(Stopper):
         key = (trial_id, result.get("training_iteration"))
         if key not in self._seen:
             self._seen.add(key)
-            self.rows.append((trial_id, result.get(names.EPOCH), result.get(names.VAL_MIOU)))
+            # a trial that failed before its first epoch, or a dummy trainable, reports some of these or none
+            self.rows.append((trial_id, result.get(names.EPOCH), result.get(names.VAL_MIOU),
+                              result.get("time_this_iter_s"), result.get(names.TRAIN_SCALE),
+                              result.get(names.TRAIN_PIXELS)))
         return False
 
     def stop_all(self) -> bool:
@@ -42,8 +49,11 @@ class EpochLog(Stopper):
 
 
 def read_epoch_log(path: Path) -> list[dict]:
-    """The rows EpochLog.write wrote, epochs as integers and scores as floats (empty when a trial failed first)."""
+    """The rows EpochLog.write wrote, epochs and pixels as integers, the rest as floats; None where a value is
+    empty (a trial that failed first) or a column missing (a log written before the column existed)."""
+    kinds = {names.EPOCH: int, names.VAL_MIOU: float, SECONDS: float, names.TRAIN_SCALE: float,
+             names.TRAIN_PIXELS: int}
     with open(path, newline="") as file:
-        return [{"trial_id": row["trial_id"], names.EPOCH: int(row[names.EPOCH]) if row[names.EPOCH] else None,
-                 names.VAL_MIOU: float(row[names.VAL_MIOU]) if row[names.VAL_MIOU] else None}
+        return [{"trial_id": row["trial_id"],
+                 **{column: kind(float(row[column])) if row.get(column) else None for column, kind in kinds.items()}}
                 for row in csv.DictReader(file)]

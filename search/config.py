@@ -87,6 +87,10 @@ class SearchConfig:
     """Epochs every trial runs before ASHA (or hyperband) may stop it."""
     reduction_factor: int = 2
     """ASHA (or hyperband) keeps 1/reduction_factor of trials at each rung."""
+    progressive_resolution: bool = False
+    """Train each trial's first grace_period epochs (ASHA's first rung) at progressive_scale of its scale, so weak trials are cut while cheap; scores stay at the read size."""
+    progressive_scale: float = 0.5
+    """progressive_resolution: factor in (0, 1) on a trial's scale and training crop in its first grace_period epochs."""
     n_startup_trials: int = 4
     """Random trials before TPE (or gp) proposes; must be below num_samples."""
     max_concurrent_trials: int = 2
@@ -140,6 +144,7 @@ class SearchConfig:
         for param, rule in (self.space_overrides or {}).items():
             need(not isinstance(rule, dict) or all(_is_number(rule.get(end)) for end in ("low", "high")),
                  f"space_overrides.{param}", f"a range needs numbers for low and high, got {rule}")
+        _check_scale_override((self.space_overrides or {}).get("scale"), need)
         need(self.num_samples >= 1, "num_samples", "must be >= 1")
         need(self.sampler in SAMPLERS, "sampler", f"{self.sampler!r} is not one of {list(SAMPLERS)}")
         need(self.scheduler in SCHEDULERS, "scheduler", f"{self.scheduler!r} is not one of {list(SCHEDULERS)}")
@@ -157,6 +162,10 @@ class SearchConfig:
         need(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 seconds, or null for no limit")
         need(1 <= self.grace_period <= self.max_epochs, "grace_period", "must be between 1 and max_epochs")
         need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
+        need(0 < self.progressive_scale < 1, "progressive_scale", f"{self.progressive_scale} must be in (0, 1)")
+        need(not self.progressive_resolution or self.grace_period < self.max_epochs, "progressive_resolution",
+             f"trains the first grace_period ({self.grace_period}) epochs at a reduced scale and the rest at full "
+             f"scale; set grace_period below max_epochs ({self.max_epochs})")
         need(self.hyperband_brackets >= 1, "hyperband_brackets", "must be >= 1")
         first_rung = self.grace_period * self.reduction_factor ** (self.hyperband_brackets - 1)
         need(self.scheduler != "hyperband" or first_rung < self.max_epochs, "hyperband_brackets",
@@ -231,6 +240,15 @@ class SearchConfig:
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _check_scale_override(rule, need) -> None:
+    """space_overrides.scale: shares of the read size in (0, 1], as a list, a {low, high} range or one value."""
+    values = [] if rule is None else rule if isinstance(rule, list) else \
+        [rule.get("low"), rule.get("high")] if isinstance(rule, dict) else [rule]
+    need(all(_is_number(v) and 0 < float(v) <= 1 for v in values), "space_overrides.scale",
+         f"{rule} must be shares of the size images are read at, each in (0, 1] (e.g. [0.5, 1.0]); "
+         "to work above the read size, enlarge it with resize")
 
 
 def _plain(value):

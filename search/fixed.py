@@ -36,6 +36,10 @@ class FixedTrialParams:
     """Per-channel standard deviation of the training images (0..1)."""
     crop: list[int]
     """Training crop [H, W]."""
+    progressive_epochs: int
+    """Epochs trained at a reduced scale first (grace_period with progressive_resolution, else 0)."""
+    progressive_scale: float
+    """Factor on a trial's scale and crop in those epochs."""
     max_epochs: int
     """Epochs a trial may run (ASHA's max_t)."""
     steps_per_epoch: int | None
@@ -79,6 +83,8 @@ def fixed_trial_params(cfg: SearchConfig, data: SegmentationData, splits: dict[s
         mean=mean,
         std=std,
         crop=list(cfg.crop),
+        progressive_epochs=cfg.grace_period if cfg.progressive_resolution else 0,
+        progressive_scale=cfg.progressive_scale,
         max_epochs=cfg.max_epochs,
         steps_per_epoch=cfg.steps_per_epoch,
         encoder_weights=cfg.encoder_weights,

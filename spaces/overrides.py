@@ -5,10 +5,12 @@
       lr: {low: 1.0e-4, high: 1.0e-2}    # a mapping: a new range (log scale kept unless `log` is given)
       batch_size: 16                     # a single value: fixed, no longer searched
       pretrained: [true, false]          # added to any space: start from encoder_weights or not, searched
+      scale: [0.5, 1.0]                  # added to any space: the share of the read size a trial works at
 
-`pretrained` is the one parameter no space suggests itself (a search stays offline unless asked): named in the
-overrides, it is suggested after the space's own parameters wherever the sampled encoder has pretrained weights,
-and fixed false where it has none.
+`pretrained` and `scale` are the parameters no space suggests itself. `pretrained` (a search stays offline
+unless asked), named in the overrides, is suggested after the space's own parameters wherever the sampled
+encoder has pretrained weights, and fixed false where it has none. `scale` (trainables/scale.py), named there,
+is suggested last, as a list of choices, a {low, high} range or one fixed value.
 
 validate_space() samples the overridden space before any trial starts and refuses an override
 that names no parameter of the space or produces a configuration a trial would reject.
@@ -23,6 +25,8 @@ from segtune.weights import has_weights
 _MISSING = object()
 PRETRAINED = "pretrained"
 """The parameter space_overrides adds to any space (TrialConfig.pretrained)."""
+SCALE = "scale"
+"""The other parameter space_overrides adds to any space (TrialConfig.scale)."""
 
 
 def field_name(param: str) -> str:
@@ -42,6 +46,8 @@ class OverriddenSpace:
         if PRETRAINED in self.overrides:
             _suggest_pretrained(wrapped, {**{field_name(k): v for k, v in trial.params.items()}, **constants,
                                           **wrapped.fixed})
+        if SCALE in self.overrides:
+            wrapped.suggest_float(SCALE, 0.0, 1.0)  # the override's choices, range or value replace these bounds
         return {**constants, **wrapped.fixed}
 
 
