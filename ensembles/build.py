@@ -18,7 +18,6 @@ from ensembles.protocol import BASELINE, evaluate_candidates
 from ensembles.report import chosen_summary, format_table, plot_class_iou, plot_test_predictions, write_table
 from search.config import SearchConfig
 from segtune.data import SegmentationData
-from segtune.data.resize import scaled_size
 from segtune.paths import ExperimentPaths
 from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
@@ -94,23 +93,16 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
 
 
 def member_modules(models: list[tuple[torch.nn.Module, TrialConfig]], mean, std) -> list[torch.nn.Module]:
-    """Each member reading the ensemble's input (normalised with mean/std, at the largest of the members' scales) as
+    """Each member reading the ensemble's input (normalised with mean/std, at the size the search read images at) as
     its training read images: with its own normalisation (Renormalised) and at its own scale (Rescaled)."""
-    scale = ensemble_scale([c for _, c in models])
-    return [at_scale(reading_as_trained(model, c.mean, c.std, mean, std), c.scale, scale) for model, c in models]
+    return [at_scale(reading_as_trained(model, c.mean, c.std, mean, std), c.scale) for model, c in models]
 
 
-def ensemble_scale(member_cfgs: list[TrialConfig]) -> float:
-    """The scale an ensemble's input is read at: its largest member's (the others shrink it further inside)."""
-    return max(c.scale for c in member_cfgs)
-
-
-def input_scale(resize, scale: float) -> dict | None:
-    """The manifest's input_scale: the search's resize times the ensemble's scale, a factor on each image's own size
-    where the search read images at their own size, or null (own size, scale 1)."""
-    if resize is not None:
-        return {"resize": [int(side) for side in scaled_size(resize, scale)]}
-    return None if scale == 1 else {"factor": scale}
+def bundle_tile(crop, member_cfgs: list[TrialConfig] | None) -> list[int]:
+    """The bundle's tile, at the size the search read images at: the crop over the largest member scale, so that
+    member sees tiles of its own training crop (at scale 1: the crop), rounded up to 32."""
+    scale = 1.0 if not member_cfgs else max(c.scale for c in member_cfgs)
+    return [int(side) for side in network_tile([side / scale for side in crop])]
 
 
 def _validation_maps(members: list[Member], library: list[Member] | None, data: SegmentationData, masks: dict,
@@ -158,16 +150,16 @@ def _described(member: Member) -> dict:
 def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialConfig, summary: dict, chosen_row: dict,
                     overlap: float, member_cfgs: list[TrialConfig] | None = None) -> dict:
     """What the bundle needs to predict as the members were trained: classes, normalisation, tile and the
-    scale its networks read images at (the search's resize, or each image's own size, times the largest member
-    scale); its members with their weights (greedy and library selection: times picked), the encoder weights each
-    started from and the scale each works at, and its scores with their 95 % intervals."""
+    scale the search read images at (its resize, or null for each image's own size; members at a `scale` below 1
+    shrink that input themselves); its members with their weights (greedy and library selection: times picked),
+    the encoder weights each started from and the scale each works at, and its scores with their 95 % intervals."""
     members = summary["ensemble"] if member_cfgs is None else [
         {**member, "started_from": started_from(c), "scale": c.scale} for member, c in zip(summary["ensemble"],
                                                                                           member_cfgs)]
-    scale = 1.0 if member_cfgs is None else ensemble_scale(member_cfgs)
     return {"classes": list(data.classes), "palette": [list(c) for c in data.palette],
             "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
-            "tile": network_tile(cfg.crop), "overlap": overlap, "input_scale": input_scale(cfg.resize, scale),
+            "tile": bundle_tile(cfg.crop, member_cfgs), "overlap": overlap,
+            "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
             "members": members, "combiner": {"kind": summary["chosen"]},
             "scores": {**{key: chosen_row[key] for key in SCORE_KEYS},
                        "excluded_from_mean": list(cfg.exclude_from_mean)}}

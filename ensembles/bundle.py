@@ -318,15 +318,10 @@ def _manifest_problems(manifest: dict) -> list[str]:
     if not (isinstance(manifest["overlap"], int | float) and 0 <= manifest["overlap"] < 1):
         problems.append(f"'overlap' {manifest['overlap']!r} must be a fraction in [0, 1)")
     scale = manifest["input_scale"]
-    resize = scale is None or isinstance(scale, dict) and list(scale) == ["resize"] \
-        and isinstance(scale["resize"], list) and len(scale["resize"]) == 2 \
-        and all(isinstance(s, int) and s > 0 for s in scale["resize"])
-    factor = isinstance(scale, dict) and list(scale) == ["factor"] and isinstance(scale["factor"], int | float) \
-        and not isinstance(scale["factor"], bool) and 0 < scale["factor"] <= 1
-    if not (resize or factor):
-        problems.append(f"'input_scale' {scale!r} must be null (images read at their own size), "
-                        '{"resize": [H, W]} (images resized to H x W, as in training) or {"factor": f} (each side '
-                        "times f, 0 < f <= 1, as a search's scale read them)")
+    if not (scale is None or isinstance(scale, dict) and list(scale) == ["resize"] and isinstance(scale["resize"], list)
+            and len(scale["resize"]) == 2 and all(isinstance(s, int) and s > 0 for s in scale["resize"])):
+        problems.append(f"'input_scale' {scale!r} must be null (images read at their own size) or "
+                        '{"resize": [H, W]} (images resized to H x W, as in training)')
     return problems
 
 

@@ -9,8 +9,8 @@ Every combiner maps member probabilities (B, M, K, H, W) to class probabilities 
   an unfitted head is the geometric mean and fitting only moves it as far as the data supports.
 
 EnsembleModule wraps the members and a combiner into the one network that is exported; a member trained on other
-normalisation statistics than the ensemble's reads its input through Renormalised, one trained at a smaller scale
-than the ensemble's input through Rescaled.
+normalisation statistics than the ensemble's reads its input through Renormalised, one trained at a scale below 1
+(a share of the size the search read images at, which is the ensemble's input) through Rescaled.
 """
 
 from __future__ import annotations
@@ -126,16 +126,17 @@ def reading_as_trained(member: nn.Module, member_mean, member_std, mean, std) ->
 
 
 class Rescaled(nn.Module):
-    """A member trained at a smaller scale than the ensemble's input (a search's `scale`, trainables/scale.py): it sees
-    the input shrunk by `factor` (bilinear, halved in steps while the factor left is at most 0.5, so each step
-    averages 2x2 pixels and a quarter size averages 4x4 instead of sampling them), edge-padded to a multiple of 32,
-    and its logits are resized back to the input's size (bilinear), as a trial's validation scores them. Every size
-    is taken from the input, so an exported network keeps its height and width free."""
+    """A member trained at a scale below 1 (a search's `scale`, trainables/scale.py): it sees the ensemble's input, at
+    the size the search read images at, shrunk by `factor` (bilinear, halved in steps while the factor left is at
+    most 0.5, so each step averages 2x2 pixels and a quarter size averages 4x4 instead of sampling them),
+    edge-padded to a multiple of 32, and its logits are resized back to the input's size (bilinear), as a trial's
+    validation scores them; so the combiner works at the size it was fitted at. Every size is taken from the
+    input, so an exported network keeps its height and width free."""
 
     def __init__(self, member: nn.Module, factor: float):
         super().__init__()
         if not 0 < factor < 1:
-            raise ValueError(f"Rescaled: factor {factor} must be in (0, 1); a member at the ensemble's scale needs none")
+            raise ValueError(f"Rescaled: factor {factor} must be in (0, 1); a member at scale 1 needs none")
         self.member, self.factor = member, float(factor)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -153,7 +154,7 @@ class Rescaled(nn.Module):
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
 
 
-def at_scale(member: nn.Module, scale: float, ensemble_scale: float) -> nn.Module:
-    """The member, trained at `scale`, as an ensemble whose input is at `ensemble_scale` (the largest of its members'
-    scales) must call it: itself at that scale, else Rescaled by scale / ensemble_scale."""
-    return member if scale == ensemble_scale else Rescaled(member, scale / ensemble_scale)
+def at_scale(member: nn.Module, scale: float) -> nn.Module:
+    """The member, trained at `scale`, as an ensemble whose input is at the size the search read images at must call
+    it: itself at scale 1, else Rescaled."""
+    return member if scale == 1 else Rescaled(member, scale)

@@ -35,7 +35,6 @@ from tqdm import tqdm
 from ensembles.bundle import MODEL_FILES, BundleError, load_bundle
 from segtune.data.decode import decode_image
 from segtune.data.readers import IMAGE_SUFFIXES
-from segtune.data.resize import scaled_size
 from segtune.tiling import TILE_MULTIPLE, overlap_pixels, tile_starts
 
 TILE_ABOVE = 4.0
@@ -106,12 +105,9 @@ def _resized(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _network_size(manifest: dict, size: tuple[int, int]) -> tuple[int, int]:
-    """(H, W) at which the networks see an image of `size`: the manifest's input_scale (a size, or a factor on each
-    side as trials at a `scale` resized them), or its own size (null)."""
+    """(H, W) at which the networks see an image of `size`: the manifest's input_scale, or its own size (null)."""
     scale = manifest["input_scale"]
-    if scale is None:
-        return tuple(size)
-    return scaled_size(size, scale["factor"]) if "factor" in scale else tuple(scale["resize"])
+    return tuple(size) if scale is None else tuple(scale["resize"])
 
 
 def whole_image_size(size, tile) -> tuple[int, int]:
@@ -295,9 +291,8 @@ def _check_bundle(bundle, args: argparse.Namespace) -> None:
               "every image is tiled (--tile-above does not apply); re-export it with this segtune to run whole images")
     scale = manifest["input_scale"]
     if scale is not None:
-        resized = (f"by {scale['factor']:g} a side" if "factor" in scale
-                   else f"to {scale['resize'][0]}x{scale['resize'][1]}")
-        print(f"images are resized {resized} as in training; the outputs have each image's own size")
+        print(f"images are resized to {scale['resize'][0]}x{scale['resize'][1]} as in training; the outputs "
+              "have each image's own size")
 
 
 def _input_files(path: Path, output: Path, probabilities: bool, uncertainty: bool) -> list[Path]:

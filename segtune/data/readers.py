@@ -11,6 +11,7 @@ Images are decoded by segtune.data.decode (the same rules as `segtune predict`);
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def load_dataset(path: str, *, classes: tuple[str, ...] | None = None,
                  resize: tuple[int, int] | None = None) -> SegmentationData:
     """Read `path` (a folder, an .npz file, or "synthetic") into memory, resized to `resize` (H, W)."""
     if str(path) == "synthetic":
-        return make_synthetic()
+        return _resize_all(make_synthetic(), resize)
     root = Path(path).expanduser()
     if isinstance(classes, str):
         raise DataError(str(root), [("classes", f"{classes!r} must be a list of class names, e.g. [background, crop, weed]")])
@@ -217,6 +218,14 @@ def _check_channels(images, ids, files, problems):
         majority = max(channels, key=lambda c: sum(im.shape[2] == c for im in images))
         problems += [(str(files[i]), f"has {im.shape[2]} channels, most images have {majority}")
                      for i, im in zip(ids, images) if im.shape[2] != majority]
+
+
+def _resize_all(data: SegmentationData, size) -> SegmentationData:
+    """Every image and mask of data resized to size (H, W); data itself for None."""
+    if size is None:
+        return data
+    pairs = [_resize(image, mask, size) for image, mask in zip(data.images, data.masks)]
+    return dataclasses.replace(data, images=[image for image, _ in pairs], masks=[mask for _, mask in pairs])
 
 
 def _resize(image, mask, size):

@@ -333,6 +333,12 @@ def test_synthetic_keyword():
     assert data.images[0].shape == (64, 64, 3)
 
 
+def test_synthetic_data_is_resized_like_any_other():
+    data = load_dataset("synthetic", resize=(96, 128))  # it was read at 64x64 whatever resize said
+    assert data.images[0].shape == (96, 128, 3) and data.masks[0].shape == (96, 128)
+    assert set(np.unique(data.masks[0])) == set(np.unique(make_synthetic().masks[0]))  # nearest: no blended index
+
+
 # --------------------------------------------------------------------------- bad folders
 
 def test_missing_mask_names_the_image(tmp_path):

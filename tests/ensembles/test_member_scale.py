@@ -1,5 +1,6 @@
-"""Members trained at a `scale` in one ensemble: each shrinks its own input (Rescaled), the manifest's input_scale
-composes the search's resize with the ensemble's scale, and predict applies it."""
+"""Members trained at a `scale` in one ensemble: the bundle's input stays at the size the search read images at (its
+input_scale), each member below scale 1 shrinks it itself (Rescaled) and answers at that size, where the combiner
+was fitted; the bundle's tile is the largest-scale member's crop."""
 
 import json
 
@@ -11,12 +12,11 @@ from tiny_ensembles import PALETTE, eager, random_image
 from torch import nn
 
 from ensembles.build import bundle_manifest, member_modules
-from ensembles.bundle import BundleError, export_bundle, load_bundle
+from ensembles.bundle import export_bundle, load_bundle
 from ensembles.combine import EnsembleModule, Rescaled, WeightedMean
 from ensembles.predict import predict_image
 from search.config import load_config
 from segtune.data import make_synthetic
-from segtune.data.resize import resize_image
 from trainables import TrialConfig, build_model
 
 CHOSEN_ROW = {"cv_miou": 0.5, "test_miou": 0.4, "test_miou_low": 0.3, "test_miou_high": 0.5, "gain": 0.02,
@@ -49,7 +49,7 @@ def test_a_mixed_scale_ensemble_gives_each_member_its_own_scale():
     torch.manual_seed(0)
     models = [tiny_member(1.0), tiny_member(0.5)]
     members = member_modules(models, (0.4,) * 3, (0.3,) * 3)
-    assert members[0] is models[0][0] and isinstance(members[1], Rescaled)  # the input is at the larger scale, 1.0
+    assert members[0] is models[0][0] and isinstance(members[1], Rescaled)  # the input is at the size read
     ensemble = EnsembleModule(members, WeightedMean([1.0, 1.0]), (0.4,) * 3, (0.3,) * 3).eval()
     images = torch.rand(1, 3, 64, 64) * 255
     x = (images / 255 - 0.4) / 0.3
@@ -58,54 +58,23 @@ def test_a_mixed_scale_ensemble_gives_each_member_its_own_scale():
         half = torch.softmax(F.interpolate(models[1][0](F.avg_pool2d(x, 2)), size=(64, 64), mode="bilinear"), 1)
         torch.testing.assert_close(ensemble(images), (full + half) / 2, atol=1e-5, rtol=1e-4)
     same = member_modules([(nn.Identity(), models[1][1])] * 2, (0.4,) * 3, (0.3,) * 3)
-    assert not any(isinstance(m, Rescaled) for m in same)  # one scale: the input is read at it, nothing inside
+    assert all(m.factor == 0.5 for m in same)  # one scale below 1: each member still shrinks the input itself
 
 
-@pytest.mark.parametrize("resize, scales, expected", [
-    ((242, 324), (0.5, 0.25), {"resize": [121, 162]}),  # the search's resize times the largest member scale
-    (None, (0.5, 0.25), {"factor": 0.5}),               # images read at their own size: a factor on each
-    (None, (1.0, 0.5), None),
-    ((48, 64), (1.0,), {"resize": [48, 64]})])
-def test_the_manifest_composes_the_searchs_resize_with_the_ensembles_scale(resize, scales, expected):
+@pytest.mark.parametrize("resize, scales, input_scale, tile", [
+    ((242, 324), (0.5, 0.25), {"resize": [242, 324]}, [64, 128]),  # crop 32x64 over 0.5: the 0.5 member's crop
+    (None, (0.5, 0.25), None, [64, 128]),
+    (None, (1.0, 0.5), None, [32, 64]),
+    ((48, 64), (0.3,), {"resize": [48, 64]}, [128, 224])])  # 32 / 0.3 = 106.7, 64 / 0.3 = 213.3: rounded up to 32
+def test_the_manifest_keeps_the_read_size_and_a_tile_of_the_largest_scale_members_crop(resize, scales, input_scale,
+                                                                                       tile):
     cfg = load_config(None, {"crop": (32, 64), "resize": resize})
     configs = [TrialConfig(scale=s) for s in scales]
     summary = {"chosen": "mean", "ensemble": [{"trial_id": f"t{i}", "weight": 1.0} for i in range(len(scales))]}
     manifest = json.loads(json.dumps(bundle_manifest(cfg, make_synthetic(count=2), configs[0], summary, CHOSEN_ROW,
                                                      0.25, configs)))
-    assert manifest["input_scale"] == expected
+    assert (manifest["input_scale"], manifest["tile"]) == (input_scale, tile)
     assert [m["scale"] for m in manifest["members"]] == list(scales)
-
-
-class RecordingBundle:
-    """A pointwise network (grey level / 255 and its complement) that records the images it is given."""
-
-    def __init__(self, factor: float):
-        self.manifest = {"tile": [32, 64], "overlap": 0.25, "in_channels": 1, "classes": ["dark", "light"],
-                         "input_scale": {"factor": factor}, "any_size": True}
-        self.seen = []
-
-    def predict(self, batch):
-        self.seen.append(batch)
-        light = batch[:, :1] / 255
-        return np.concatenate([1 - light, light], 1)
-
-
-def test_predict_applies_a_scale_factor_and_answers_at_the_images_size():
-    image = random_image(64, 100, 1)
-    bundle = RecordingBundle(0.5)
-    probs = predict_image(bundle, image)
-    assert probs.shape == (2, 64, 100)
-    np.testing.assert_array_equal(bundle.seen[0][0, 0, :32, :50], resize_image(image, (32, 50))[..., 0])
-
-
-def test_an_input_scale_factor_outside_zero_to_one_is_refused_before_export(tmp_path):
-    module = EnsembleModule([nn.Identity()], WeightedMean([1.0]), (0.4,) * 3, (0.3,) * 3)
-    manifest = {"classes": ["a", "b", "c"], "palette": PALETTE, "in_channels": 3, "mean": [0.4] * 3, "std": [0.3] * 3,
-                "tile": [32, 32], "overlap": 0.25, "input_scale": {"factor": 1.5}, "members": [],
-                "combiner": {"kind": "mean"}, "scores": {}}
-    with pytest.raises(BundleError, match=r"'input_scale' \{'factor': 1.5\} must be null .*\{\"factor\": f\}"):
-        export_bundle(module, manifest, tmp_path / "bundle")
-    assert not (tmp_path / "bundle").exists()
 
 
 @pytest.mark.slow  # exports and checks two networks at two sizes: about 20 s here
