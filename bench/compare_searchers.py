@@ -23,10 +23,10 @@ Written as it goes, under --out:
     summary.md   per strategy: median and range over seeds of the final best val mIoU and of the test
                  mIoU, and the headline: epochs the median anytime curve needs to reach the reference's
                  (--reference, default random+fifo) median final best, as a fraction of the budget. Then
-                 compute and ranking: trial-seconds and pixels each run spent and needed to reach that
-                 best (median over seeds, as a fraction of the reference's whole run), and how well the first
-                 rung ranks trials: Kendall's tau between the trials' val mIoU at epoch grace_period and at
-                 their last epoch, over the trials that ran past it (median over seeds)
+                 compute and ranking: trial-seconds and pixels each run spent (median over seeds) and those
+                 the median curve needed to reach that best (a fraction of the reference's whole run), and
+                 how well the first rung ranks trials: Kendall's tau between the trials' val mIoU at epoch
+                 grace_period and at their last epoch, over the trials that ran past it (median over seeds)
     anytime.png  best val mIoU so far against epochs spent: median line and min-max band per strategy
 
 Progressive resolution against epochs-only ASHA (issue 12): compute to reach ASHA's final best, and the
@@ -124,15 +124,18 @@ def epochs_to_reach(rows: list[dict], target: float, budget: int) -> int | None:
     return next((e for e, value in zip(epochs, median) if value >= target), None)
 
 
-def compute_to_reach(seed_rows: list[dict], target: float, column: str) -> float | None:
-    """One run's compute (`column`: cumulative_seconds or cumulative_pixels) when its best so far first reached
-    target; inf if it never did, None if its rows do not hold that compute."""
-    for row in seed_rows:
-        if row.get(column) is None:  # rows of an older results.csv hold no compute
-            return None
-        if row["best_val_miou"] >= target:
-            return row[column]
-    return math.inf
+def compute_to_reach(seeds: list[list[dict]], target: float, column: str) -> float | None:
+    """The least compute (`column`: cumulative_seconds or cumulative_pixels) at which the median over seeds of the
+    best val mIoU so far reaches target, as epochs_to_reach does for epochs; None if it never does or a run's rows
+    hold no compute (an older results.csv)."""
+    if any(row.get(column) is None for seed_rows in seeds for row in seed_rows):
+        return None
+    for spent in sorted({row[column] for seed_rows in seeds for row in seed_rows}):
+        bests = [max((r["best_val_miou"] for r in seed_rows if r[column] <= spent), default=-math.inf)
+                 for seed_rows in seeds]
+        if statistics.median(bests) >= target:
+            return spent
+    return None
 
 
 def rung_ranking(seed_rows: list[dict], rung: int) -> tuple[float | None, int]:
@@ -155,21 +158,18 @@ def rung_ranking(seed_rows: list[dict], rung: int) -> tuple[float | None, int]:
 
 
 def _median(values: list) -> float | None:
-    """Median of values (inf for a run that never got there); None if a value is missing or the median is inf."""
-    if not values or any(v is None for v in values):
-        return None
-    middle = statistics.median(values)
-    return None if math.isinf(middle) else middle
+    """Median of values; None if one is missing."""
+    return None if not values or any(v is None for v in values) else statistics.median(values)
 
 
 def compute_summary(seeds: dict[int, list[dict]], target: float | None, rung: int | None) -> dict:
-    """One strategy's trial-seconds and pixels per run and to reach target (medians over seeds), and its first
-    rung's Kendall tau (median over seeds) with the trials it was computed over."""
+    """One strategy's trial-seconds and pixels per run (median over seeds) and to reach target (compute_to_reach),
+    and its first rung's Kendall tau (median over seeds) with the trials it was computed over."""
     summary = {}
     for column, name in (("cumulative_seconds", "seconds"), ("cumulative_pixels", "pixels")):
         summary[f"{name}_total"] = _median([seed_rows[-1].get(column) for seed_rows in seeds.values()])
-        summary[f"{name}_to_reference"] = None if target is None else _median(
-            [compute_to_reach(seed_rows, target, column) for seed_rows in seeds.values()])
+        summary[f"{name}_to_reference"] = None if target is None else compute_to_reach(list(seeds.values()), target,
+                                                                                       column)
     rankings = [rung_ranking(seed_rows, rung) for seed_rows in seeds.values()] if rung else []
     taus = [tau for tau, _ in rankings if tau is not None]
     summary["rung_tau"] = statistics.median(taus) if taus else None

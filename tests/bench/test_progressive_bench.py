@@ -1,8 +1,6 @@
 """bench/compare_searchers.py's compute accounting (trial-seconds, training pixels) and first-rung ranking (Kendall's
 tau), the figures that compare progressive resolution with epochs-only ASHA, on hand-made rows."""
 
-import math
-
 import pytest
 
 from bench.compare_searchers import (anytime_rows, compute_to_reach, format_summary, rung_ranking, summarise,
@@ -28,8 +26,8 @@ def rows():
 
 def test_trial_seconds_and_pixels_to_reach_the_reference_median_best():
     summary = {row["strategy"]: row for row in summarise(rows(), [], 4, reference=REFERENCE)}
-    # reference finals 0.4, 0.5, 0.6: target 0.5. Its seeds reach it never (inf), at 30 s and at 20 s: median 30 s;
-    # each run spent 40 s. Progressive reaches 0.5 at 16 s, never, at 6 s: median 16 s = 0.40 of 40 s, in 26 s runs
+    # reference finals 0.4, 0.5, 0.6: target 0.5. Its median curve: 0.2 at 10 s, 0.3 at 20 s, 0.5 at 30 s -> 30 s; each
+    # run spent 40 s. Progressive's: 0.2 at 3 s, 0.3 at 6 s, median(0.5, 0.3, 0.5) = 0.5 at 16 s -> 0.40 of 40 s
     assert (summary[REFERENCE]["seconds_to_reference"], summary[REFERENCE]["seconds_total"]) == (30, 40)
     assert (summary[PROGRESSIVE]["seconds_to_reference"], summary[PROGRESSIVE]["seconds_total"]) == (16, 26)
     assert summary[PROGRESSIVE]["pixels_to_reference"] == 16 * 10 ** 6
@@ -39,10 +37,14 @@ def test_trial_seconds_and_pixels_to_reach_the_reference_median_best():
     assert f"| {REFERENCE} | 40.0 | 30.0 (0.75) | 40.0 | 30.0 (0.75) | - |" in table
 
 
-def test_a_run_that_never_reaches_the_target_counts_as_infinite_and_older_rows_as_unknown():
-    seed_rows = [r for r in rows() if (r["strategy"], r["seed"]) == (PROGRESSIVE, 1)]
-    assert compute_to_reach(seed_rows, 0.5, "cumulative_seconds") == math.inf
-    assert compute_to_reach([{"best_val_miou": 0.9}], 0.5, "cumulative_seconds") is None  # no compute recorded
+def test_the_median_curve_over_seconds_aligns_seeds_of_different_speeds_and_older_rows_give_none():
+    # seed a: 0.4 at 5 s, 0.6 at 10 s; seed b: 0.5 at 8 s. Median (two seeds: the mean) at 5 s: -inf (b has no score
+    # yet), at 8 s: 0.45, at 10 s: 0.55 -> 0.5 reached at 10 s, 0.7 never
+    a = [{"best_val_miou": 0.4, "cumulative_seconds": 5.0}, {"best_val_miou": 0.6, "cumulative_seconds": 10.0}]
+    b = [{"best_val_miou": 0.5, "cumulative_seconds": 8.0}]
+    assert compute_to_reach([a, b], 0.5, "cumulative_seconds") == 10.0
+    assert compute_to_reach([a, b], 0.7, "cumulative_seconds") is None
+    assert compute_to_reach([[{"best_val_miou": 0.9}]], 0.5, "cumulative_seconds") is None  # no compute recorded
     old = typed([{"strategy": "x", "seed": "0", "trial": "0", "cumulative_epochs": "1", "best_val_miou": "0.5"}])
     assert old[0]["cumulative_seconds"] is None and old[0]["val_miou"] is None
     assert "Compute and ranking" not in format_summary(summarise(old, [], 1, reference="x"), 1)
