@@ -50,6 +50,7 @@ ALTERNATIVES = {
     "blur_noise": (1.0, {}),
     "distortion": (1.0, {}),
     "cutmix": (1.0, {}),
+    "scale": (0.5, {}),  # no preset samples it; space_overrides adds it to any space
 }
 
 
