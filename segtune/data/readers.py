@@ -16,7 +16,6 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from segtune.data.classes import check_classes, read_classes
 from segtune.data.decode import decode_image, open_image
