@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ensembles.bundle import MODEL_FILES, BundleError, load_bundle
 from segtune.data.decode import decode_image
 from segtune.data.readers import IMAGE_SUFFIXES
-from segtune.tiling import TILE_MULTIPLE, overlap_pixels, tile_starts
+from segtune.tiling import TILE_MULTIPLE, blend_window, overlap_pixels, tile_starts
 
 TILE_ABOVE = 4.0
 """Megapixels (as the network sees an image, padded) above which predict tiles instead of one whole-image pass; 0 tiles
@@ -162,18 +162,6 @@ def _predict_tiles(bundle, image: np.ndarray, batch_size: int,
                 share[y:y + tile_h, x:x + tile_w] += outputs[1][i] * window
     probs = (probs / weights)[:, :height, :width]
     return probs, None if share is None else (share / weights)[:height, :width]
-
-
-def blend_window(size: int, ramp: int) -> np.ndarray:
-    """Weights along one tile axis: 1 in the middle, falling linearly over `ramp` pixels to 0.5/ramp at both ends.
-
-    Never 0, so a pixel that only an edge of a tile covers (the image border) keeps that tile's
-    prediction; where two tiles overlap by `ramp` pixels the weights sum to 1, a linear cross-fade.
-    """
-    if ramp == 0:
-        return np.ones(size, np.float32)
-    centres = np.arange(size) + 0.5
-    return np.minimum(1.0, np.minimum(centres, size - centres) / ramp).astype(np.float32)
 
 
 def read_image(path: Path, channels: int) -> np.ndarray:

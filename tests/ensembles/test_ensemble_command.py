@@ -64,7 +64,13 @@ def test_bundle_manifest_names_the_members_and_the_chosen_combiner(built):
     manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
     report = json.loads((folder / "report.json").read_text())
     assert manifest["combiner"]["kind"] == report["chosen"]
-    assert manifest["members"] == report["ensemble"]  # the chosen candidate's members only, with their weights
+    # the chosen candidate's members only, with their weights; the manifest adds what each member started from
+    # (the smoke search trains from random weights) and the scale it reads images at
+    assert [{k: v for k, v in m.items() if k not in ("started_from", "scale")} for m in manifest["members"]] == \
+        report["ensemble"]
+    assert [m["started_from"] for m in manifest["members"]] == [
+        {"encoder": m["config"]["encoder"], "encoder_weights": None, "sha256": None} for m in report["ensemble"]]
+    assert all(m["scale"] == 1.0 for m in manifest["members"])
     chosen = next(r for r in report["candidates"] if r["chosen"])
     assert manifest["scores"]["test_miou_low"] == chosen["test_miou_low"]
     assert manifest["in_channels"] == 3 and manifest["tile"] == [64, 64] and len(manifest["classes"]) == 4

@@ -8,7 +8,8 @@ from PIL import Image
 from tiny_ensembles import eager, edit_manifest, random_image
 
 from ensembles.bundle import load_bundle
-from ensembles.predict import blend_window, predict_image
+from ensembles.predict import predict_image
+from segtune.tiling import blend_window
 from segtune.data import load_dataset
 
 
