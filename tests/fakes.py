@@ -305,3 +305,17 @@ def dummy_trainable():
                             checkpoint=tune.Checkpoint.from_directory(folder))
 
     return made_up_trial
+
+
+def sample_space(space, count: int = 40, seed: int = 3):
+    """`count` configs of a space as trials see them (sampled parameters and constants, by field name), drawn by a
+    seeded random sampler."""
+    import optuna
+
+    from spaces.overrides import field_name
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(count):
+        trial = study.ask()
+        constants = space(trial) or {}
+        yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
+        study.tell(trial, 0.0)

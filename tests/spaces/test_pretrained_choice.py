@@ -1,23 +1,18 @@
 """`pretrained` is searched only when space_overrides names it, and only where the sampled encoder has weights."""
 
-import optuna
 
 from search.config import load_config
 from search.fixed import fixed_trial_params
 from segtune.data import make_splits, make_synthetic
+from fakes import sample_space
 from spaces import get_space
-from spaces.overrides import field_name, pretrained_encoders, validate_space
+from spaces.overrides import pretrained_encoders, validate_space
 
 WITH_WEIGHTS, WITHOUT = "tu-mobilenetv3_small_050", "tu-mobilenetv2_035"  # timm has no weights for the second
 
 
 def sample(space, count=40):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    for _ in range(count):
-        trial = study.ask()
-        constants = space(trial) or {}
-        yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
-        study.tell(trial, 0.0)
+    return sample_space(space, count, seed=3)
 
 
 def test_pretrained_is_a_choice_where_the_encoder_has_weights_and_false_where_it_has_none(tmp_path):

@@ -1,23 +1,18 @@
 """`scale` is searched only when space_overrides names it; scale and progressive options are refused before any
 compute, naming the option."""
 
-import optuna
 import pytest
 
 from search.config import load_config
 from search.fixed import fixed_trial_params
 from segtune.data import make_splits, make_synthetic
+from fakes import sample_space
 from spaces import get_space
-from spaces.overrides import field_name, validate_space
+from spaces.overrides import validate_space
 
 
 def sample(space, count=40):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
-    for _ in range(count):
-        trial = study.ask()
-        constants = space(trial) or {}
-        yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
-        study.tell(trial, 0.0)
+    return sample_space(space, count, seed=3)
 
 
 def checked_space(overrides: dict, **options):

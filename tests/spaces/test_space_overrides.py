@@ -1,11 +1,11 @@
-import optuna
 import pytest
 
 from search.config import load_config
 from search.fixed import fixed_trial_params
 from segtune.data import make_splits, make_synthetic
+from fakes import sample_space
 from spaces import get_recipes, get_space
-from spaces.overrides import field_name, validate_space
+from spaces.overrides import validate_space
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +15,7 @@ def fixed():
 
 
 def sample(space, count=40):
-    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
-    for _ in range(count):
-        trial = study.ask()
-        constants = space(trial) or {}
-        yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
-        study.tell(trial, 0.0)
+    return sample_space(space, count, seed=1)
 
 
 def test_yaml_override_narrows_widens_and_fixes(tmp_path, fixed):
