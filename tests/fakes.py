@@ -319,3 +319,12 @@ def sample_space(space, count: int = 40, seed: int = 3):
         constants = space(trial) or {}
         yield {field_name(k): v for k, v in {**trial.params, **constants}.items()}
         study.tell(trial, 0.0)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+"""What a weights entry fetched for ImageNet weights records (the tests' downloads stand in for a hub's)."""
+
+
+def offline_download(encoder, name):
+    """segtune.weights.download_encoder on a machine without network."""
+    raise OSError("Cannot reach huggingface.co (simulated: no network)")

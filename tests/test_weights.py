@@ -7,17 +7,13 @@ import pytest
 import segmentation_models_pytorch as smp
 import torch
 
+from fakes import IMAGENET_MEAN, IMAGENET_STD, offline_download
 from segtune import weights
 from segtune.cli import main as segtune_main
 from segtune.weights import (IMAGENET, META_FILE, WEIGHTS_FILE, WeightsUnavailable, cache_location, cached_weights,
                              ensure_cached, file_sha256, is_weights_name, known_weights, store_weights)
 
 ENCODER = "tu-mobilenetv3_small_050"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def offline_download(encoder, name):
-    raise OSError("Cannot reach huggingface.co (simulated: no network)")
 
 
 @pytest.fixture

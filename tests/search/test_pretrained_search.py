@@ -8,17 +8,13 @@ import search.driver
 from search.config import load_config
 from search.fixed import cache_pretrained_weights, fixed_trial_params
 from search.run import main as search_main
+from fakes import IMAGENET_MEAN, IMAGENET_STD, offline_download
 from segtune import weights
 from segtune.cli import EXIT_REFUSED
 from segtune.data import make_splits, make_synthetic
 from spaces import get_space
 
 SMOKE_ENCODER = "tu-mobilenetv3_small_050"
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def offline_download(encoder, name):
-    raise OSError("Cannot reach huggingface.co (simulated: no network)")
 
 
 @pytest.fixture
