@@ -44,7 +44,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare_searchers import format_summary, read_csv, write_csv  # noqa: E402
+from bench.compare_searchers import REFERENCE, compute_summary, format_summary, read_csv, write_csv  # noqa: E402
 
 DATASET_ID = 501
 """nnU-Net dataset id of the export (501+: outside the ids nnU-Net's own conversions use)."""
@@ -110,8 +110,9 @@ def summary_row(runs: list[dict]) -> dict:
         values = [float(r[f"{prefix}_miou"]) for r in runs if r[f"{prefix}_miou"] not in ("", None)]
         return {f"{prefix}_median": statistics.median(values) if values else None,
                 f"{prefix}_min": min(values, default=None), f"{prefix}_max": max(values, default=None)}
-    return {"strategy": STRATEGY, "seeds": len(runs), **spread("val"), **spread("test"),
-            "epochs_to_reference": None, "fraction_of_budget": None}
+    return {"strategy": STRATEGY, "reference": REFERENCE, "seeds": len(runs), **spread("val"), **spread("test"),
+            "epochs_to_reference": None, "fraction_of_budget": None,
+            **compute_summary({}, None, None)}  # nnU-Net's own loop reports no trial-seconds or pixels per epoch
 
 
 # --------------------------------------------------------------------------- the segtune side
