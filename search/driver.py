@@ -126,11 +126,16 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
 def search_inputs(cfg: SearchConfig, exclusions=None):
     """(data, splits, excluded) of a new search of cfg: the images read, those in `exclusions` (default
     cfg.exclude_file) left out, and the seeded splits. Benchmarks (bench/) carve their data with it too."""
-    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
-                        ignore_index=cfg.ignore_index, resize=cfg.resize)
-    data, excluded = exclude_images(data, cfg.exclude_file if exclusions is None else exclusions)
+    data, excluded = _read_data(cfg, cfg.exclude_file if exclusions is None else exclusions)
     splits = make_splits(data, cfg.val_fraction, cfg.test_fraction, cfg.splits_seed, groups=duplicate_groups(data))
     return data, splits, excluded
+
+
+def _read_data(cfg: SearchConfig, exclusions):
+    """The images cfg reads, less those listed in `exclusions` (a file or None), and the excluded list."""
+    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
+                        ignore_index=cfg.ignore_index, resize=cfg.resize)
+    return exclude_images(data, exclusions)
 
 
 def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
@@ -140,10 +145,8 @@ def _prepare_inputs(cfg: SearchConfig, paths: ExperimentPaths, resume: bool):
             raise FileExistsError(f"experiment {paths.root} exists; pass --resume to continue it or choose another --name")
         return (cfg, *search_inputs(cfg))
     cfg, splits = _resume_inputs(paths)
-    data = load_dataset(cfg.data, classes=cfg.classes, colour_map=cfg.colour_map,
-                        ignore_index=cfg.ignore_index, resize=cfg.resize)
     # a resumed search reads the list it saved, not the (maybe since edited) original
-    data, excluded = exclude_images(data, paths.exclusions if paths.exclusions.exists() else cfg.exclude_file)
+    data, excluded = _read_data(cfg, paths.exclusions if paths.exclusions.exists() else cfg.exclude_file)
     return cfg, data, splits, excluded
 
 
