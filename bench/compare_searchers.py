@@ -47,6 +47,7 @@ import csv
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -269,11 +270,15 @@ def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
 def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tracking_uri: str) -> tuple[dict, list[str]]:
     """The load_config overrides of one (strategy, seed) run, and notes on what a baseline could not set."""
     from spaces import get_recipes
-    common = {"seed": seed, "split_seed": base.splits_seed, "epoch_budget": budget, "name": f"{strategy}-seed{seed}",
+    name = re.sub(r"[^A-Za-z0-9_.+:=-]", "_", f"{strategy}-seed{seed}")  # [0.5,1.0] of a space option: no brackets
+    common = {"seed": seed, "split_seed": base.splits_seed, "epoch_budget": budget, "name": name,
               "storage_path": str(storage), "tracking_uri": tracking_uri, "mlflow_experiment": "compare_searchers"}
     if strategy not in BASELINES:
         pair, options = parse_strategy(strategy)
         sampler, _, scheduler = pair.partition("+")
+        space = {k.removeprefix("space."): options.pop(k) for k in [k for k in options if k.startswith("space.")]}
+        if space:  # a searched dimension of this strategy's own, beside the config's space_overrides
+            options["space_overrides"] = {**(base.space_overrides or {}), **space}
         return {**common, "sampler": sampler, "scheduler": scheduler,
                 "num_samples": max(base.num_samples, budget), **options}, []  # the budget ends it, not num_samples
     if strategy == "default":
@@ -293,7 +298,8 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
 
 def parse_strategy(strategy: str) -> tuple[str, dict]:
     """'tpe+asha:n_startup_trials=3:grace_period=1' -> ('tpe+asha', {'n_startup_trials': 3, 'grace_period': 1}):
-    a sampler+scheduler pair and search options of its own (values read as YAML), to compare defaults."""
+    a sampler+scheduler pair and search options of its own (values read as YAML), to compare defaults. An option
+    named space.PARAM (tpe+asha:space.scale=[0.5,1.0]) is a space_overrides entry, merged into the config's."""
     import yaml
     pair, *settings = strategy.split(":")
     options = {}
@@ -409,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("config", help="a segtune search config (YAML)")
     parser.add_argument("--strategies", default="tpe+asha,random+fifo",
                         help="comma-separated sampler+scheduler pairs (tpe|random|gp + asha|hyperband|fifo), each "
-                             "with search options of its own if wanted: tpe+asha:n_startup_trials=3:grace_period=1")
+                             "with search options of its own if wanted: tpe+asha:n_startup_trials=3:grace_period=1; "
+                             "space.PARAM=VALUE adds a searched dimension: tpe+asha:space.scale=[0.5,1.0]")
     parser.add_argument("--baselines", default=",".join(BASELINES), help="default,recipe or a subset ('' for none)")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budget-epochs", type=int, required=True, help="epochs per run, summed over its trials")

@@ -118,6 +118,17 @@ def test_a_strategy_carries_search_options_of_its_own(tmp_path):
             overrides["name"]) == ("tpe", "asha", 3, 12, "tpe+asha:n_startup_trials=3-seed1")
 
 
+def test_a_strategy_adds_a_searched_dimension_beside_the_configs_overrides(tmp_path):
+    base = load_config(None, {"space": "crop_weed", "space_overrides": {"batch_size": [4, 8]}})
+    overrides, _ = run_overrides(base, "tpe+asha:space.scale=[0.5,1.0]", 0, 12, tmp_path, "sqlite:///x.db")
+    assert overrides["space_overrides"] == {"batch_size": [4, 8], "scale": [0.5, 1.0]}
+    assert overrides["name"] == "tpe+asha:space.scale=_0.5_1.0_-seed0"  # a folder name Ray's paths take as it is
+    cfg = load_config(None, overrides)
+    assert cfg.space_overrides["scale"] == [0.5, 1.0] and base.space_overrides == {"batch_size": [4, 8]}
+    with pytest.raises(ValueError, match="space_overrides.scale"):  # the search's own check still applies
+        load_config(None, run_overrides(base, "tpe+asha:space.scale=[0,1.0]", 0, 12, tmp_path, "x")[0])
+
+
 @pytest.mark.parametrize("strategy, message", [("tpe+asha:n_startup_trials", "is not option=value"),
                                                ("tpe+asha:grace_period=0", "grace_period"),
                                                ("tpe+asha:colour=red", "unknown option")])
