@@ -13,13 +13,13 @@ from segtune.data.errors import DataError
 from segtune.data.exclusions import exclude_images, read_exclusions, without_images, write_exclusions
 from segtune.data.readers import load_dataset
 from segtune.data.segmentation_data import SegmentationData
-from segtune.data.splits import SPLITS, make_splits
+from segtune.data.splits import SPLITS, carve_folds, make_splits
 from segtune.data.synthetic import make_synthetic
 
 _TORCH_NAMES = ("CropDataset", "WholeImageDataset", "normalisation_stats")
 
 __all__ = [
-    "CropDataset", "DataError", "SPLITS", "SegmentationData", "WholeImageDataset", "exclude_images",
+    "CropDataset", "DataError", "SPLITS", "SegmentationData", "WholeImageDataset", "carve_folds", "exclude_images",
     "load_dataset", "make_splits", "make_synthetic", "normalisation_stats", "read_exclusions", "without_images",
     "write_exclusions",
 ]

@@ -116,3 +116,32 @@ def _units(ordered: list[str], groups: list[set[str]]) -> list[list[str]]:
         members = [position[i] for i in group if i in position]
         links += [(members[0], other) for other in members[1:]]
     return [[ordered[n] for n in unit] for unit in connected_components(len(ordered), links)]
+
+
+def carve_folds(ids: list[str], present: dict[str, set[int]], folds: int, seed: int,
+                groups: list[set[str]] | None = None) -> list[list[str]]:
+    """`ids` dealt into `folds` seeded folds, each id in exactly one, for K-fold refits (nnU-Net's cross-validation).
+
+    Units are carved as make_splits carves them (a group's ids, e.g. near-duplicates, share one fold). Units holding
+    the rarest classes are dealt first, each to the fold with the fewest images of its rarest class, then the rest,
+    larger units first, each to the smallest fold, so every fold sees the rare classes and sizes stay balanced.
+    Refused (ValueError) when there are fewer units than folds: a fold would be empty.
+    """
+    rng = np.random.default_rng(seed)
+    units = _units([ids[i] for i in rng.permutation(len(ids))], groups or [])
+    if folds < 2 or folds > len(units):
+        grouped = f" in {len(units)} units (near-duplicate groups stay in one fold)" if len(units) < len(ids) else ""
+        raise ValueError(f"{folds} folds of {len(ids)} images{grouped}: use 2 to {len(units)} folds")
+    images_with = {c: sum(c in present[i] for i in ids) for c in set().union(*(present[i] for i in ids))}
+
+    def rarest(unit: list[str]):
+        held = set().union(*(present[i] for i in unit))
+        return min(held, key=lambda c: (images_with[c], c)) if held else None
+
+    order = sorted(units, key=lambda u: (images_with[rarest(u)] if rarest(u) is not None else len(ids) + 1, -len(u)))
+    dealt: list[list[str]] = [[] for _ in range(folds)]
+    for unit in order:
+        rare = rarest(unit)
+        fold = min(range(folds), key=lambda f: (sum(rare in present[i] for i in dealt[f]), len(dealt[f]), f))
+        dealt[fold].extend(unit)
+    return [sorted(fold) for fold in dealt]
