@@ -296,6 +296,11 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
             "cpus_per_trial": min(os.cpu_count() or 1, base.cpus_per_trial * base.max_concurrent_trials)}, notes
 
 
+def split_strategies(text: str) -> list[str]:
+    """--strategies split at its commas, but not those inside brackets: 'tpe+asha:space.scale=[0.5,1.0],random+fifo'."""
+    return [s for s in re.split(r",(?![^\[\]]*\])", text) if s]
+
+
 def parse_strategy(strategy: str) -> tuple[str, dict]:
     """'tpe+asha:n_startup_trials=3:grace_period=1' -> ('tpe+asha', {'n_startup_trials': 3, 'grace_period': 1}):
     a sampler+scheduler pair and search options of its own (values read as YAML), to compare defaults. An option
@@ -430,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     import yaml
     from search import load_config
     from search.config import SAMPLERS, SCHEDULERS
-    strategies = [s for s in args.strategies.split(",") if s]
+    strategies = split_strategies(args.strategies)
     for strategy in strategies:
         try:
             pair, options = parse_strategy(strategy)

@@ -120,6 +120,9 @@ def test_a_strategy_carries_search_options_of_its_own(tmp_path):
 
 def test_a_strategy_adds_a_searched_dimension_beside_the_configs_overrides(tmp_path):
     base = load_config(None, {"space": "crop_weed", "space_overrides": {"batch_size": [4, 8]}})
+    from bench.compare_searchers import split_strategies
+    assert split_strategies("tpe+asha,tpe+asha:space.scale=[0.5,1.0],random+fifo") == [
+        "tpe+asha", "tpe+asha:space.scale=[0.5,1.0]", "random+fifo"]
     overrides, _ = run_overrides(base, "tpe+asha:space.scale=[0.5,1.0]", 0, 12, tmp_path, "sqlite:///x.db")
     assert overrides["space_overrides"] == {"batch_size": [4, 8], "scale": [0.5, 1.0]}
     assert overrides["name"] == "tpe+asha:space.scale=_0.5_1.0_-seed0"  # a folder name Ray's paths take as it is
@@ -131,7 +134,8 @@ def test_a_strategy_adds_a_searched_dimension_beside_the_configs_overrides(tmp_p
 
 @pytest.mark.parametrize("strategy, message", [("tpe+asha:n_startup_trials", "is not option=value"),
                                                ("tpe+asha:grace_period=0", "grace_period"),
-                                               ("tpe+asha:colour=red", "unknown option")])
+                                               ("tpe+asha:colour=red", "unknown option"),
+                                               ("tpe+asha:space.scale=[0,1.0]", "space_overrides.scale")])
 def test_a_strategys_bad_options_are_refused_before_any_run(strategy, message, tmp_path, capsys):
     from bench.compare_searchers import main
     config = tmp_path / "search.yaml"
