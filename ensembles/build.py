@@ -1,16 +1,20 @@
-"""One ensemble build: members' probabilities -> cross-validated choice -> test table -> bundle -> MLflow."""
+"""One ensemble build: members' probabilities -> cross-validated choice -> test table -> bundle -> MLflow.
+
+build_ensemble fits the candidates on validation maps; ensembles/refit.py gives finish_ensemble out-of-fold maps.
+"""
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ensembles.bootstrap import LEVEL, RESAMPLES, bootstrap_intervals
-from ensembles.combine import EnsembleModule, at_scale, build_combiner, reading_as_trained
+from ensembles.combine import EnsembleModule, FoldAverage, at_scale, build_combiner, reading_as_trained
 from ensembles.fit import LIBRARY, FitSettings
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, import_val_probabilities, write_probabilities
@@ -18,7 +22,7 @@ from ensembles.protocol import BASELINE, evaluate_candidates
 from ensembles.report import chosen_summary, format_table, plot_class_iou, plot_test_predictions, write_table
 from search.config import SearchConfig
 from segtune.data import SegmentationData
-from segtune.paths import ExperimentPaths
+from segtune.paths import EnsemblePaths, ExperimentPaths
 from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
 from trainables import load_model
@@ -42,47 +46,88 @@ class EnsembleResult:
     run_id: str | None
 
 
+@dataclass
+class FitInputs:
+    """What the candidates are fitted, cross-validated and tested on, and how each member is rebuilt for export."""
+    store: ProbabilityStore
+    """Every member's maps on the fitting images (test maps are added by write_test)."""
+    pools: dict[str, list[str]]
+    """Candidate pool -> the trial ids it may use: "top", and LIBRARY with --select library."""
+    everyone: dict[str, Member]
+    """Every member by trial id."""
+    fit_ids: list[str]
+    """The images candidates are fitted and cross-validated on."""
+    checkpoints: dict[str, list[Path]]
+    """Member -> the checkpoint(s) whose networks' probabilities it averages: its own, or a config's fold models."""
+    write_test: Callable[[list[str]], None]
+    """Writes the test maps of the members given; called once the candidates are fitted."""
+    fit: dict
+    """What report.json says of the fit: "on" (validation | out-of-fold), "images", and a refit's settings."""
+    notes: dict[str, dict] = field(default_factory=dict)
+    """Member -> what its report and manifest entries add (a refit's fold trials and epochs)."""
+
+
 def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: SegmentationData, splits: dict, members: list[Member],
                    candidates: tuple[str, ...], folds: int, seed: int, overlap: float, tracker: Tracker | None,
                    register_name: str | None, library: list[Member] | None = None,
                    resamples: int = RESAMPLES) -> EnsembleResult:
-    """members: the top k; library: every trial that kept its validation maps (for the library candidate)."""
-    from ensembles.bundle import export_bundle
+    """members: the top k; library: every trial that kept its validation maps (for the library candidate).
+    Candidates are fitted on the validation images (ensembles/refit.py fits them out-of-fold on train+val)."""
     folder = paths.ensemble
     print(f"members ({len(members)}): " + ", ".join(f"{m.trial_id} (val mIoU {m.val_miou:.4f})" for m in members))
     val_ids, test_ids = splits["val"], splits.get("test", [])
+    index = data.index_of()
+    shapes = {i: data.masks[index[i]].shape for i in val_ids}
+    store, pools, everyone = _validation_maps(members, library, data, shapes, val_ids, folder.probabilities)
+    inputs = FitInputs(store, pools, everyone, val_ids, {t: [m.checkpoint] for t, m in everyone.items()},
+                       lambda ids: write_probabilities([everyone[t] for t in ids], data, test_ids, folder.probabilities),
+                       {"on": "validation", "images": len(val_ids)})
+    return finish_ensemble(folder, paths, cfg, data, test_ids, inputs, candidates, folds, seed, overlap, tracker,
+                           register_name, resamples)
+
+
+def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchConfig, data: SegmentationData,
+                    test_ids: list[str], inputs: FitInputs, candidates: tuple[str, ...], folds: int, seed: int,
+                    overlap: float, tracker: Tracker | None, register_name: str | None,
+                    resamples: int = RESAMPLES) -> EnsembleResult:
+    """Cross-validated choice over inputs.fit_ids -> test scored once with intervals -> report -> bundle -> MLflow,
+    all written to `folder`."""
+    from ensembles.bundle import export_bundle
     if not test_ids:
         print("warning: the search kept no test split; the test column stays empty")
     index = data.index_of()
-    masks = {i: data.masks[index[i]] for i in val_ids + test_ids}
-    store, pools, everyone = _validation_maps(members, library, data, masks, val_ids, folder.probabilities)
+    masks = {i: data.masks[index[i]] for i in inputs.fit_ids + test_ids}
     exclude = tuple(data.classes.index(c) for c in cfg.exclude_from_mean)
     settings = FitSettings(data.num_classes, exclude, seed)
-    print(f"cross-validating {len(candidates)} candidates over {len(val_ids)} validation images")
+    print(f"cross-validating {len(candidates)} candidates over {len(inputs.fit_ids)} {_fitted_on(inputs.fit)}")
     started = time.perf_counter()
-    evaluation = evaluate_candidates(
-        store, masks, val_ids, test_ids, settings, folds, candidates, {c: pools.get(c, pools["top"]) for c in candidates},
-        before_test=lambda ids: write_probabilities([everyone[t] for t in ids], data, test_ids, folder.probabilities))
+    pools = inputs.pools
+    evaluation = evaluate_candidates(inputs.store, masks, inputs.fit_ids, test_ids, settings, folds, candidates,
+                                     {c: pools.get(c, pools["top"]) for c in candidates}, before_test=inputs.write_test)
     print(f"cross-validation, refit and test scoring: {time.perf_counter() - started:.0f} s")
     intervals = bootstrap_intervals(evaluation.test_matrices, BASELINE if BASELINE in candidates else None, exclude,
                                     resamples, seed, LEVEL)
-    rows = evaluation.table(exclude, list(data.classes), intervals)
-    print(format_table(rows) + "\n" + chosen_summary(rows))
+    rows = [{"candidate": row["candidate"], "chosen": row["chosen"], "fit": inputs.fit["on"],
+             "fit_images": inputs.fit["images"], **row}
+            for row in evaluation.table(exclude, list(data.classes), intervals)]
+    print(format_table(rows) + "\n" + chosen_summary(rows) + f"\nfitted and cross-validated on "
+          f"{inputs.fit['images']} {_fitted_on(inputs.fit)}")
 
-    summary = _summary(paths, cfg, evaluation, pools, everyone, resamples, seed, len(test_ids))
-    checkpoints = {m["trial_id"]: str(everyone[m["trial_id"]].checkpoint) for m in summary["members"]}
+    summary = _summary(paths, cfg, evaluation, inputs, resamples, seed, len(test_ids))
+    checkpoints = {m["trial_id"]: _checkpoint_text(inputs.checkpoints[m["trial_id"]]) for m in summary["members"]}
     files = write_table(rows, folder, {**summary, "checkpoints": checkpoints})
     plots = [plot_class_iou(rows, list(data.classes), folder.plot("class_iou"))]
     if test_ids:
-        plots.append(plot_test_predictions(evaluation.fitted, store, data, test_ids[:3], folder.plot("test_predictions")))
+        plots.append(plot_test_predictions(evaluation.fitted, inputs.store, data, test_ids[:3],
+                                           folder.plot("test_predictions")))
 
     chosen = evaluation.fitted[evaluation.chosen]
-    models = [load_model(everyone[t].checkpoint) for t in chosen.trial_ids]
-    trial_cfg = models[0][1]
-    module = EnsembleModule(member_modules(models, trial_cfg.mean, trial_cfg.std), chosen.combiner, trial_cfg.mean,
+    groups = [[load_model(c) for c in inputs.checkpoints[t]] for t in chosen.trial_ids]
+    trial_cfg = groups[0][0][1]
+    module = EnsembleModule(averaged_members(groups, trial_cfg.mean, trial_cfg.std), chosen.combiner, trial_cfg.mean,
                             trial_cfg.std).eval()
     manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap,
-                               [c for _, c in models])
+                               [group[0][1] for group in groups])
     torch.save(module.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
     started = time.perf_counter()
     bundle = export_bundle(module, manifest, folder.bundle)
@@ -90,6 +135,22 @@ def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmentation
           f"{time.perf_counter() - started:.0f} s")
     run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
     return EnsembleResult(rows, evaluation.chosen, bundle, run_id)
+
+
+def _fitted_on(fit: dict) -> str:
+    return "out-of-fold train+val images" if fit["on"] == "out-of-fold" else "validation images"
+
+
+def _checkpoint_text(checkpoints: list[Path]):
+    """One member's checkpoint(s) in report.json: a path, or a list of paths for a config's fold models."""
+    return str(checkpoints[0]) if len(checkpoints) == 1 else [str(c) for c in checkpoints]
+
+
+def averaged_members(groups: list[list[tuple[torch.nn.Module, TrialConfig]]], mean, std) -> list[torch.nn.Module]:
+    """Each member from its networks (one, or a config's fold models, whose probabilities FoldAverage averages),
+    reading the ensemble's input as member_modules says."""
+    members = [member_modules(group, mean, std) for group in groups]
+    return [networks[0] if len(networks) == 1 else FoldAverage(networks) for networks in members]
 
 
 def member_modules(models: list[tuple[torch.nn.Module, TrialConfig]], mean, std) -> list[torch.nn.Module]:
@@ -105,13 +166,13 @@ def bundle_tile(crop, member_cfgs: list[TrialConfig] | None) -> list[int]:
     return [int(side) for side in network_tile([side / scale for side in crop])]
 
 
-def _validation_maps(members: list[Member], library: list[Member] | None, data: SegmentationData, masks: dict,
+def _validation_maps(members: list[Member], library: list[Member] | None, data: SegmentationData, shapes: dict,
                      val_ids: list[str], folder: Path):
     """The store of every member's validation maps (kept by the trial where it did, else computed), each candidate
     pool's trial ids ("top", and LIBRARY with --select library) and every member by trial id."""
     everyone = {m.trial_id: m for m in members + (library or [])}
     started = time.perf_counter()
-    kept = import_val_probabilities(list(everyone.values()), {i: masks[i].shape for i in val_ids}, folder)
+    kept = import_val_probabilities(list(everyone.values()), shapes, folder)
     write_probabilities([m for m in members if m not in kept], data, val_ids, folder)
     print(f"validation maps of {len(everyone)} trials ({len(kept)} kept by their trials): "
           f"{time.perf_counter() - started:.0f} s")
@@ -124,16 +185,20 @@ def _validation_maps(members: list[Member], library: list[Member] | None, data: 
     return ProbabilityStore(folder, list(everyone)), pools, everyone
 
 
-def _summary(paths: ExperimentPaths, cfg: SearchConfig, evaluation, pools: dict, everyone: dict, resamples: int,
-             seed: int, test_images: int) -> dict:
+def _summary(paths: ExperimentPaths, cfg: SearchConfig, evaluation, inputs: FitInputs, resamples: int, seed: int,
+             test_images: int) -> dict:
     """What report.json says besides the table: every member a candidate used ("members"), the chosen one's
-    members with their weights ("ensemble"), the library selected from, and how the intervals were drawn."""
-    chosen = evaluation.fitted[evaluation.chosen]
+    members with their weights ("ensemble"), the library selected from, how the candidates were fitted ("fit") and
+    how the intervals were drawn."""
+    chosen, pools = evaluation.fitted[evaluation.chosen], inputs.pools
     used = dict.fromkeys(pools["top"] + [t for f in evaluation.fitted.values() for t in f.trial_ids])
+
+    def described(trial_id: str) -> dict:
+        return {**_described(inputs.everyone[trial_id]), **inputs.notes.get(trial_id, {})}
     summary = {"experiment": paths.tune_path, "select": LIBRARY if LIBRARY in pools else "top-k",
-               "chosen": evaluation.chosen, "folds": evaluation.folds,
-               "members": [_described(everyone[t]) for t in used],
-               "ensemble": [{**_described(everyone[t]), "weight": w} for t, w in
+               "chosen": evaluation.chosen, "fit": inputs.fit, "folds": evaluation.folds,
+               "members": [described(t) for t in used],
+               "ensemble": [{**described(t), "weight": w} for t, w in
                             zip(chosen.trial_ids, chosen.weights or [None] * len(chosen.trial_ids))],
                "bootstrap": {"resamples": resamples, "level": LEVEL, "seed": seed, "baseline": BASELINE,
                              "test_images": test_images},
@@ -175,7 +240,9 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
                                                   "member_trials": ",".join(m["trial_id"] for m in summary["ensemble"]),
                                                   "bootstrap_resamples": summary["bootstrap"]["resamples"],
                                                   "bootstrap_level": summary["bootstrap"]["level"],
-                                                  "chosen_gain_verdict": next(r for r in rows if r["chosen"])["gain_verdict"]})
+                                                  "chosen_gain_verdict": next(r for r in rows if r["chosen"])["gain_verdict"],
+                                                  **{"fit" if key == "on" else f"fit_{key}": value
+                                                     for key, value in summary["fit"].items()}})
     if run_id is None:  # the store is unreachable; the report and bundle are on disk
         print(f"MLflow at {tracker.tracking_uri} could not be reached: nothing logged; the report and bundle are "
               f"in {bundle.parent}")
@@ -199,14 +266,16 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
     return run_id
 
 
-def eager_ensemble(paths: ExperimentPaths) -> EnsembleModule:
-    """The chosen ensemble of a built experiment as a PyTorch module, from the members' checkpoints."""
+def eager_ensemble(paths: ExperimentPaths, folder: EnsemblePaths | None = None) -> EnsembleModule:
+    """The chosen ensemble of a built experiment as a PyTorch module, from the members' checkpoints (a refitted
+    member's: its fold models); `folder`: the ensemble's folder (default the experiment's; a refit writes its own)."""
     from ensembles.bundle import MANIFEST
-    folder = paths.ensemble
+    folder = folder or paths.ensemble
     report = json.loads(folder.report.read_text())
     manifest = json.loads((folder.bundle / MANIFEST).read_text())
-    models = [load_model(report["checkpoints"][m["trial_id"]]) for m in manifest["members"]]
-    combiner = build_combiner(KIND_OF[report["chosen"]], len(models), len(manifest["classes"]))
+    files = [report["checkpoints"][m["trial_id"]] for m in manifest["members"]]
+    groups = [[load_model(file) for file in ([f] if isinstance(f, str) else f)] for f in files]
+    combiner = build_combiner(KIND_OF[report["chosen"]], len(groups), len(manifest["classes"]))
     combiner.load_state_dict(torch.load(folder.combiner, map_location="cpu", weights_only=True))
-    members = member_modules(models, manifest["mean"], manifest["std"])
+    members = averaged_members(groups, manifest["mean"], manifest["std"])
     return EnsembleModule(members, combiner.eval(), manifest["mean"], manifest["std"]).eval()

@@ -10,7 +10,8 @@ Every combiner maps member probabilities (B, M, K, H, W) to class probabilities 
 
 EnsembleModule wraps the members and a combiner into the one network that is exported; a member trained on other
 normalisation statistics than the ensemble's reads its input through Renormalised, one trained at a scale below 1
-(a share of the size the search read images at, which is the ensemble's input) through Rescaled.
+(a share of the size the search read images at, which is the ensemble's input) through Rescaled. A member refitted on
+K folds (`segtune ensemble --refit-folds`) is its fold models averaged, nnU-Net's way, through FoldAverage.
 """
 
 from __future__ import annotations
@@ -152,6 +153,20 @@ class Rescaled(nn.Module):
             (TILE_MULTIPLE - small_w % TILE_MULTIPLE) % TILE_MULTIPLE
         logits = self.member(F.pad(x, (0, pad_w, 0, pad_h), mode="replicate"))[..., :small_h, :small_w]
         return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+
+
+class FoldAverage(nn.Module):
+    """One member made of several networks (a config's fold models): its output is the log of their mean class
+    probabilities, so the softmax EnsembleModule takes of it gives that mean back (softmax(log p) = p when p sums to
+    1) and combiners and the disagreement output see one member, as they were fitted."""
+
+    def __init__(self, networks: list[nn.Module]):
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([F.softmax(network(x), 1) for network in self.networks]).mean(0)
+        return torch.log(probs.clamp_min(EPSILON * EPSILON))
 
 
 def at_scale(member: nn.Module, scale: float) -> nn.Module:

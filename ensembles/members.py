@@ -30,6 +30,8 @@ class Member:
     """The trial's best-epoch checkpoint file."""
     val_probabilities: Path | None = None
     """Its class probabilities on the validation images, kept by the trial beside that checkpoint; None if none."""
+    epochs: int = 0
+    """Epochs the trial trained (its last reported epoch), which a refit on folds trains for."""
 
 
 def resolve_experiment(source: str, tracking_uri: str | None = None) -> ExperimentPaths:
@@ -97,7 +99,7 @@ def _member(row, paths: ExperimentPaths) -> Member:
     except OSError:  # not in the bucket: the trial kept none
         kept = None
     return Member(row.trial_id, row.val_miou, row.params, local_checkpoint(row.checkpoint, paths),
-                  kept if kept is not None and kept.is_file() else None)
+                  kept if kept is not None and kept.is_file() else None, row.epochs)
 
 
 def near_identical(a: dict, b: dict) -> bool:

@@ -1,9 +1,11 @@
 """Members' class probabilities on held-out images, float16 on disk, read back one image at a time.
 
 Layout: <folder>/<trial_id>/<image_id>.npy, each (K, H, W) float16. A member's maps are written once
-(a rerun reuses them); memory holds one model and one image at a time, never all maps. Validation maps
+(a rerun reuses them); memory holds one member's networks and one image at a time, never all maps. Validation maps
 a trial kept (keep_val_probabilities) are copied in rather than computed again; the ensemble computes
-the rest, test maps always, from the member's checkpoint in float32 on the CPU.
+the rest, test maps always, from the member's checkpoint in float32 on the CPU. A member refitted on K folds
+(`--refit-folds`) stores its fold models' out-of-fold maps on train and validation images, each image's from
+the fold model that did not train on it, and on test images the mean of its fold models' probabilities.
 """
 
 from __future__ import annotations
@@ -39,25 +41,35 @@ class ProbabilityStore:
         return ProbabilityStore(self.folder, trial_ids)
 
 
-@torch.no_grad()
 def write_probabilities(members: list[Member], data: SegmentationData, image_ids: list[str], folder: Path,
                         log=print) -> ProbabilityStore:
-    store = ProbabilityStore(folder, [m.trial_id for m in members])
-    index = data.index_of()
     for member in members:
-        missing = [i for i in image_ids if not store.file(member.trial_id, i).exists()]
-        if not missing:
-            continue
-        model, cfg = load_model(member.checkpoint)
-        (store.folder / member.trial_id).mkdir(parents=True, exist_ok=True)
-        log(f"  {member.trial_id}: probabilities on {len(missing)} image(s)")
-        for image_id in missing:
-            logits = reference_logits(model, data.images[index[image_id]], cfg)  # at its scale, at the image's size
-            probs = torch.softmax(logits.float(), 1)[0].numpy().astype(np.float16)
-            target = store.file(member.trial_id, image_id)
-            np.save(target.with_suffix(".tmp.npy"), probs)
-            target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
-    return store
+        write_averaged_probabilities(member.trial_id, [member.checkpoint], data, image_ids, folder, log)
+    return ProbabilityStore(folder, [m.trial_id for m in members])
+
+
+@torch.no_grad()
+def write_averaged_probabilities(trial_id: str, checkpoints: list[Path], data: SegmentationData, image_ids: list[str],
+                                 folder: Path, log=print) -> None:
+    """Store, as member `trial_id`'s maps, the mean of the class probabilities of the networks in `checkpoints` (one
+    network: its own; a config's fold models: their average, as the exported FoldAverage computes it), averaged in
+    float32 and written as float16; images already stored are skipped."""
+    store = ProbabilityStore(folder, [trial_id])
+    missing = [i for i in image_ids if not store.file(trial_id, i).exists()]
+    if not missing:
+        return
+    models = [load_model(checkpoint) for checkpoint in checkpoints]
+    (store.folder / trial_id).mkdir(parents=True, exist_ok=True)
+    index = data.index_of()
+    log(f"  {trial_id}: probabilities on {len(missing)} image(s)" + (f", the mean of {len(models)} networks"
+                                                                     if len(models) > 1 else ""))
+    for image_id in missing:
+        image = data.images[index[image_id]]
+        # each at its scale, at the image's size
+        probs = torch.stack([torch.softmax(reference_logits(model, image, cfg).float(), 1)[0] for model, cfg in models])
+        target = store.file(trial_id, image_id)
+        np.save(target.with_suffix(".tmp.npy"), probs.mean(0).numpy().astype(np.float16))
+        target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
 
 
 def import_val_probabilities(members: list[Member], shapes: dict[str, tuple[int, int]], folder: Path,

@@ -3,24 +3,30 @@
     segtune ensemble EXPERIMENT_DIR                # or the id of the search's MLflow parent run
     segtune ensemble EXPERIMENT_DIR --top-k 3 --folds 4 --register-name crop-weed
     segtune ensemble EXPERIMENT_DIR --select library   # also greedy selection over every trial (Caruana)
+    segtune ensemble EXPERIMENT_DIR --refit-folds 5 --refit-top 3   # fitted out-of-fold on train+val (nnU-Net)
 
 Every test mIoU comes with a 95 % paired-bootstrap interval over the test images, and so does each
 candidate's gain over the best single model.
 Writes <experiment>/segtune/ensemble/: members' float16 probabilities on val and test, report.json/.csv,
 plots, and bundle/ (TorchScript, ONNX, manifest) for `segtune predict`; logs an "ensemble" child run
 under the search's parent run and registers the chosen ensemble as an MLflow model.
+With --refit-folds K the M best configs (--refit-top) are first retrained on K folds of train+val as Ray Tune
+trials (K x M of them, resumable: run the same command again), the candidates are fitted on their out-of-fold
+probabilities, and everything goes to ensemble/refit-k<K>-top<M>[-all]/ (ensembles/refit.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from ensembles.bootstrap import RESAMPLES
 from ensembles.fit import CANDIDATES, LIBRARY, ORDER
 from ensembles.members import library_members, resolve_experiment, top_members
 from search.experiment import load_experiment_data
 from segtune import storage
+from segtune.cli import EXIT_FAILED
 from segtune.names import DEFAULT_TRACKING_URI
 from segtune.tiling import DEFAULT_OVERLAP
 from segtune.tracking import Tracker
@@ -48,6 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--register-name", default=None,
                         help="MLflow registered model name (default segtune-<search name>, or the search name if it starts so)")
     parser.add_argument("--no-register", action="store_true", help="log the MLflow model but do not register it")
+    parser.add_argument("--refit-folds", type=int, default=0, metavar="K",
+                        help="retrain the --refit-top configs on K folds of train+val (Ray Tune trials) and fit the "
+                             "candidates on their out-of-fold probabilities (default 0: fit on validation maps)")
+    parser.add_argument("--refit-top", type=int, default=None, metavar="M",
+                        help="with --refit-folds: refit the M best configs (default: --top-k); K x M trials")
+    parser.add_argument("--refit-all", action="store_true",
+                        help="with --refit-folds: export each config retrained once on all of train+val (M more "
+                             "trials) instead of its K fold models averaged")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -59,18 +73,27 @@ def main(argv: list[str] | None = None) -> int:
     candidates = tuple(c.strip() for c in (args.candidates or ",".join(default)).split(",") if c.strip())
     try:
         _check_options(args, candidates)
+        refit = _refit_options(args)
         paths = resolve_experiment(args.experiment, args.tracking_uri or DEFAULT_TRACKING_URI)
         cfg, data, splits = load_experiment_data(paths)
-        members = top_members(paths, args.top_k, cfg.max_epochs, skip_similar=not args.keep_similar)
-        library = library_members(paths, cfg.max_epochs) if args.select == LIBRARY else None
+        members = top_members(paths, refit.top if refit else args.top_k, cfg.max_epochs,
+                              skip_similar=not args.keep_similar)
+        library = library_members(paths, cfg.max_epochs) if args.select == LIBRARY and not refit else None
+        planned = _planned_refit(paths, cfg, data, splits, members, refit) if refit else None
     except (ValueError, FileNotFoundError, ConnectionError) as error:
         raise SystemExit(f"segtune ensemble: {error}") from None
-    from ensembles.build import build_ensemble  # torch, smp and onnx load only once the inputs are known good
-    result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
-                            overlap=args.overlap, tracker=Tracker(args.tracking_uri or cfg.tracking_uri,
-                                                                  cfg.mlflow_experiment),
-                            register_name=None if args.no_register else (args.register_name or _default_name(cfg.name)),
-                            library=library, resamples=args.bootstrap)
+    tracker = Tracker(args.tracking_uri or cfg.tracking_uri, cfg.mlflow_experiment)
+    register_name = None if args.no_register else (args.register_name or _default_name(cfg.name))
+    if refit:
+        result = _refit_ensemble(args, paths, cfg, data, splits, members, planned, refit, candidates, tracker,
+                                 register_name)
+        if result is None:
+            return EXIT_FAILED
+    else:
+        from ensembles.build import build_ensemble  # torch, smp and onnx load only once the inputs are known good
+        result = build_ensemble(paths, cfg, data, splits, members, candidates, folds=args.folds, seed=args.seed,
+                                overlap=args.overlap, tracker=tracker, register_name=register_name, library=library,
+                                resamples=args.bootstrap)
     storage.push(paths)
     if paths.uri:
         print(f"\nensemble saved with the experiment: {paths.uri}/{paths.ensemble.root.relative_to(paths.root)}")
@@ -90,6 +113,44 @@ def _check_options(args, candidates: tuple[str, ...]) -> None:
     if args.bootstrap < 100:
         raise ValueError(f"option --bootstrap: {args.bootstrap} resamples; use at least 100 (1000 or more for "
                          "intervals whose ends do not move with the seed)")
+
+
+def _refit_options(args):
+    """RefitOptions for --refit-folds (None without it); the refit flags alone are refused, naming the one given."""
+    if not args.refit_folds:
+        given = [flag for flag, value in (("--refit-top", args.refit_top is not None), ("--refit-all", args.refit_all))
+                 if value]
+        if given:
+            raise ValueError(f"option {given[0]}: needs --refit-folds K (the folds of train+val to refit on)")
+        return None
+    from ensembles.refit import RefitOptions
+    return RefitOptions(args.refit_folds, args.top_k if args.refit_top is None else args.refit_top, args.refit_all)
+
+
+def _planned_refit(paths, cfg, data, splits, members, refit):
+    """The refit's plan and every trial's fixed parameters, checked before Ray starts: the folds, the configs, each
+    trial's TrialConfig, and that a refit folder from an earlier call was started for the same plan."""
+    from ensembles.refit import PLAN_FILE, plan_refit, refit_folder
+    from search.refit import check_refit, check_saved_plan
+    plan = plan_refit(cfg, data, splits, members, refit)
+    fixed = check_refit(plan, cfg, data)
+    check_saved_plan(plan, refit_folder(paths, refit).root / PLAN_FILE)
+    return plan, fixed
+
+
+def _refit_ensemble(args, paths, cfg, data, splits, members, planned, refit, candidates, tracker, register_name):
+    """The ensemble fitted on out-of-fold maps; None (after saying why) when no config finished all its trials."""
+    from ensembles.refit import RefitIncomplete, build_refit_ensemble
+    print(f"refit: {refit.trials} trials of the search's own length ({refit.folds} folds x {refit.top} configs"
+          + (f" + {refit.top} on all of train+val)" if refit.refit_all else ")"))
+    plan, fixed = planned
+    try:
+        return build_refit_ensemble(paths, cfg, data, splits, members, plan, fixed, refit, candidates, args.top_k,
+                                    args.select == LIBRARY, args.folds, args.seed, args.overlap, tracker,
+                                    register_name, args.bootstrap)
+    except RefitIncomplete as error:
+        print(f"segtune ensemble: {error}", file=sys.stderr)
+        return None
 
 
 def _default_name(search_name: str) -> str:

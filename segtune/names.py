@@ -47,7 +47,13 @@ TAG_TRIAL_ID = "segtune.trial_id"
 TAG_SEARCH = "segtune.search"
 TAG_ERROR = "segtune.error"
 TAG_KIND = "segtune.kind"
-"""What a child run that is not a trial holds (e.g. "ensemble")."""
+"""What a child run that is not a search trial holds (e.g. "ensemble", or "refit" for a fold trial)."""
+TAG_REFIT_RANK = "segtune.refit_rank"
+"""A refit trial's config rank among those refitted (1 = the search's best; `segtune ensemble --refit-folds`)."""
+TAG_REFIT_FOLD = "segtune.refit_fold"
+"""The fold a refit trial held out (0 .. K-1), or "all" for a config refitted on all of train+val."""
+TAG_REFIT_OF = "segtune.refit_of"
+"""The search trial whose config a refit trial retrains."""
 
 
 def class_iou_name(class_name: str) -> str:

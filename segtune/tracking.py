@@ -173,8 +173,9 @@ class Tracker:
                                               for key, value in params.items()])
 
     @_tolerant
-    def child(self, trial_id: str, params: dict) -> str:
-        """The trial's child run, found again after a resume rather than created twice."""
+    def child(self, trial_id: str, params: dict, run_name: str | None = None, tags: dict | None = None) -> str:
+        """The trial's child run, found again after a resume rather than created twice; a new one is named run_name
+        (default: the trial id) and carries `tags` besides the parent's and the trial's."""
         if trial_id in self._children:
             return self._children[trial_id]
         found = self.client.search_runs(
@@ -185,8 +186,8 @@ class Tracker:
             if found[0].info.status != "RUNNING":
                 self.client.update_run(run_id, status="RUNNING")
         else:
-            run_id = self.client.create_run(self.experiment_id, run_name=trial_id, tags={
-                PARENT_TAG: self.parent_id, names.TAG_TRIAL_ID: trial_id}).info.run_id
+            run_id = self.client.create_run(self.experiment_id, run_name=run_name or trial_id, tags={
+                PARENT_TAG: self.parent_id, names.TAG_TRIAL_ID: trial_id, **(tags or {})}).info.run_id
             self.log_params(run_id, params)
         self._children[trial_id] = run_id
         return run_id
