@@ -217,10 +217,12 @@ def test_each_train_and_val_image_has_the_map_of_the_fold_model_that_did_not_see
 
 @pytest.mark.slow
 def test_fold_trials_are_mlflow_children_of_the_search_tagged_with_rank_and_fold(refitted):
-    cfg, outcome, plan, _, _, _, _ = refitted
+    cfg, outcome, plan, _, _, _, runs = refitted
+    trials = {t for m in runs[1][2]["members"] for t in m["refit_trials"].values()}  # this refit's Ray trials
     client = MlflowClient(cfg.tracking_uri)
     experiment = client.get_experiment_by_name(cfg.mlflow_experiment).experiment_id
-    runs = client.search_runs([experiment], f"tags.`{names.TAG_KIND}` = 'refit'")
+    runs = [r for r in client.search_runs([experiment], f"tags.`{names.TAG_KIND}` = 'refit'")
+            if r.data.tags[names.TAG_TRIAL_ID] in trials]
     assert all(r.data.tags["mlflow.parentRunId"] == outcome.parent_run_id for r in runs)
     assert sorted((r.data.tags[names.TAG_REFIT_RANK], r.data.tags[names.TAG_REFIT_FOLD], r.data.tags[names.TAG_REFIT_OF])
                   for r in runs) == [(str(c.rank), f, c.trial_id) for c in plan.configs for f in ("0", "1")]
@@ -264,4 +266,31 @@ def test_a_third_run_starts_no_ray_and_bad_options_are_refused_before_ray(refitt
                              (["--refit-folds", "1"], "option --refit-folds: 1; use 2 or more")):
         with pytest.raises(SystemExit, match=refusal):
             ensemble_main([str(outcome.paths.root), *options])
-    assert sorted(p.name for p in folder.parent.iterdir() if p.name.startswith("refit")) == ["refit-k2-top2"]
+    assert not {"refit-k2-top3", "refit-k99-top2", "refit-k1-top5"} & {p.name for p in folder.parent.iterdir()}
+
+
+@pytest.mark.slow
+def test_refit_all_exports_each_config_retrained_on_train_and_val_and_library_selects_among_the_refits(refitted):
+    cfg, outcome, plan, _, data, splits, _ = refitted
+    from trainables import load_model, reference_logits
+    assert ensemble_main([str(outcome.paths.root), "--refit-folds", "2", "--refit-top", "2", "--refit-all", "--top-k",
+                          "1", "--select", "library", "--candidates", "best_single,mean,library", "--folds", "2",
+                          "--no-register"]) == 0
+    folder = outcome.paths.ensemble.root / "refit-k2-top2-all"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["fit"]["export"] == "all" and report["fit"]["trials"] == 6 and report["fit"]["images"] == 41
+    assert report["library"] == [c.trial_id for c in plan.configs]  # the library: every refitted config
+    assert next(r for r in report["candidates"] if r["candidate"] == "mean")["members"] == f"{plan.configs[0].trial_id} x1"
+    for member in report["members"]:  # one network a member: its config trained on all 41 images
+        assert report["checkpoints"][member["trial_id"]].split("/")[-3].endswith("_foldall")
+        assert set(member["refit_trials"]) == {"0", "1", ALL}
+    config, image = plan.configs[0], splits["test"][0]
+    model, trial_cfg = load_model(report["checkpoints"][config.trial_id])
+    with torch.no_grad():
+        expected = torch.softmax(reference_logits(model, data.images[data.index_of()[image]], trial_cfg), 1)[0].numpy()
+    kept = np.load(folder / "probabilities" / config.trial_id / f"{image}.npy").astype(np.float32)
+    assert np.abs(kept - expected).max() < 2e-3  # test is scored with the exported (all-data) model
+    client = MlflowClient(cfg.tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(cfg.mlflow_experiment).experiment_id],
+                              f"tags.`{names.TAG_REFIT_FOLD}` = 'all'")
+    assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
