@@ -194,6 +194,7 @@ def run_refit(plan: RefitPlan, cfg: SearchConfig, data: SegmentationData, fixed:
     except KeyboardInterrupt:
         if tracker is not None:
             tracker.close_open_children()
+        print("refit interrupted; run the same command again to resume it (finished trials are kept)")
         raise
     trials = _read_trials(tune_path, paths)
     return RefitOutcome(trials, [t for t in trials if (t.rank, t.fold) not in kept], time.perf_counter() - started)
@@ -203,10 +204,10 @@ def check_saved_plan(plan: RefitPlan, plan_file: Path) -> None:
     """A refit folder resumes only the plan it was started with."""
     if not plan_file.is_file():
         return
-    saved = json.loads(plan_file.read_text())
-    if saved == json.loads(json.dumps(plan.to_json())):
+    saved, current = json.loads(plan_file.read_text()), json.loads(json.dumps(plan.to_json()))  # lists, as saved
+    if saved == current:
         return
-    differs = [key for key in saved if saved[key] != json.loads(json.dumps(plan.to_json()))[key]]
+    differs = [key for key in current if saved.get(key) != current[key]]
     raise ValueError(f"{plan_file.parent} holds a refit started for another plan ({', '.join(differs)} differ: e.g. "
                      "the search has new trials, or --keep-similar changed which configs are refitted); delete that "
                      "folder to refit anew, or pass the options it was started with")
