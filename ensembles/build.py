@@ -113,7 +113,9 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
     print(format_table(rows) + "\n" + chosen_summary(rows) + f"\nfitted and cross-validated on "
           f"{inputs.fit['images']} {_fitted_on(inputs.fit)}")
 
+    draws = next(iter(intervals.values())).draws  # shared by every candidate
     summary = _summary(paths, cfg, evaluation, inputs, resamples, seed, len(test_ids))
+    summary["bootstrap"].update(draws.reported())  # the draws discarded for missing a scored class, if any
     checkpoints = {m["trial_id"]: _checkpoint_text(inputs.checkpoints[m["trial_id"]]) for m in summary["members"]}
     files = write_table(rows, folder, {**summary, "checkpoints": checkpoints})
     plots = [plot_class_iou(rows, list(data.classes), folder.plot("class_iou"))]
@@ -240,6 +242,8 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
                                                   "member_trials": ",".join(m["trial_id"] for m in summary["ensemble"]),
                                                   "bootstrap_resamples": summary["bootstrap"]["resamples"],
                                                   "bootstrap_level": summary["bootstrap"]["level"],
+                                                  **{f"bootstrap_{key}": value for key, value in
+                                                     summary["bootstrap"].items() if key in ("discarded", "valid")},
                                                   "chosen_gain_verdict": next(r for r in rows if r["chosen"])["gain_verdict"],
                                                   **{"fit" if key == "on" else f"fit_{key}": value
                                                      for key, value in summary["fit"].items()}})

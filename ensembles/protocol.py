@@ -52,6 +52,8 @@ class Evaluation:
                    "gain_verdict": "" if name == BASELINE else gain.verdict()}
             for split, matrix in (("cv", self.cv_matrices[name]), ("test", test)):
                 row.update({f"{split}_iou_{c}": float(v) for c, v in zip(class_names, iou_per_class(matrix))})
+            if intervals[name].draws.note():  # resamples missing a scored class were discarded
+                row["interval_note"] = intervals[name].draws.note()
             rows.append(row)
         return rows
 

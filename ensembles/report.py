@@ -27,15 +27,19 @@ def write_table(rows: list[dict], folder: EnsemblePaths, extra: dict) -> list[Pa
 
 
 def format_table(rows: list[dict]) -> str:
-    """The console table: cross-validated and test mIoU, the test mIoU's and the gain's 95 % intervals."""
+    """The console table: cross-validated and test mIoU, the test mIoU's and the gain's 95 % intervals, and a
+    line on the bootstrap's draws when some were discarded."""
     lines = [f"{'candidate':16s} {'cv mIoU':>8s} {'test mIoU':>9s} {'95% interval':^14s} {'gain':>8s} "
              f"{'95% interval':^16s} (gain over the best single model)"]
     for row in rows:
+        has_gain = row["candidate"] != "best_single" and not np.isnan(row["gain"])  # NaN: no baseline
         gain = (f"{row['gain']:+8.4f} [{row['gain_low']:+.3f}, {row['gain_high']:+.3f}] {row['gain_verdict']}"
-                if row["gain_verdict"] else f"{'baseline' if row['candidate'] == 'best_single' else '':>8s}")
+                if has_gain else f"{'baseline' if row['candidate'] == 'best_single' else '':>8s}")
         lines.append(f"{row['candidate']:16s} {row['cv_miou']:8.4f} {row['test_miou']:9.4f} "
                      f"[{row['test_miou_low']:.3f}, {row['test_miou_high']:.3f}] {gain}"
                      + ("  <- chosen" if row["chosen"] else ""))
+    if rows and "interval_note" in rows[0]:
+        lines.append(f"bootstrap: {rows[0]['interval_note']}")
     return "\n".join(lines)
 
 

@@ -53,8 +53,12 @@ def test_report_holds_every_candidate_and_the_choice_is_the_best_cross_validated
     assert len(chosen) == 1 and chosen[0]["cv_miou"] == max(r["cv_miou"] for r in rows)
     assert all(0.0 <= r["test_miou_low"] <= r["test_miou"] <= r["test_miou_high"] <= 1.0 for r in rows)
     assert all(r["gain_low"] <= r["gain"] <= r["gain_high"] for r in rows)
-    assert report["bootstrap"] == {"resamples": 1000, "level": 0.95, "seed": 0, "baseline": "best_single",
-                                   "test_images": report["test_images"]}
+    settings = {"resamples": 1000, "level": 0.95, "seed": 0, "baseline": "best_single",
+                "test_images": report["test_images"]}
+    assert {key: report["bootstrap"][key] for key in settings} == settings
+    # resamples missing a scored class (a class in few of the 7 test images) are discarded: said only when there are
+    assert set(report["bootstrap"]) - set(settings) <= {"discarded", "valid", "reason"}
+    assert ("discarded" in report["bootstrap"]) == all("interval_note" in r for r in rows)
     assert (folder / "plots" / "class_iou.png").stat().st_size > 0
     assert (folder / "plots" / "test_predictions.png").stat().st_size > 0
 
