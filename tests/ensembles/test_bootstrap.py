@@ -35,6 +35,8 @@ RARE = np.stack([E1, E2, E3])
 # c / 3c = 1/3; whole test set (1, 1, 1): (4/7 + 1/3) / 2 = 19/42
 WITH_E3 = {(0, 0, 3): (3 / 9 + 1 / 3) / 2, (1, 0, 2): (4 / 8 + 1 / 3) / 2, (0, 1, 2): (3 / 8 + 1 / 3) / 2,
            (2, 0, 1): (5 / 7 + 1 / 3) / 2, (0, 2, 1): (3 / 7 + 1 / 3) / 2, (1, 1, 1): 19 / 42}
+# OTHER calls a class 1 pixel of E1 class 2 (there class 1: 1/2; class 2: 0/1)
+OTHER = np.stack([np.array([[2, 0, 0], [0, 1, 1], [0, 0, 0]]), E2, E3])
 # = 1/3, 5/12, 17/48, 11/21, 8/21, 19/42; each has chance at least 1 in 19 among the valid resamples, so the
 # percentile interval is [1/3, 11/21]. Without E3 (8 of 27 ordered draws) the rare class has zero union; scored on
 # class 1 alone, as before the fix, (3, 0, 0) gave 1.0 (1 in 27 draws) and the interval was [1/3, 1.0].
@@ -113,9 +115,9 @@ def test_a_rare_class_in_one_image_of_three_is_in_every_resample_and_no_longer_i
 
 
 def test_a_resample_is_discarded_for_every_candidate_when_one_candidate_misses_a_scored_class():
-    # "other" calls a class 1 pixel of E1 class 2 (class 1: 1/2; class 2: 0/1): its own class 2 union is non-zero
-    # without E3, so alone it discards only (0, 3, 0) (1 in 27); paired with best_single it keeps E3 in every resample
-    other = np.stack([np.array([[2, 0, 0], [0, 1, 1], [0, 0, 0]]), E2, E3])
+    # OTHER's class 2 union is non-zero without E3, so alone it discards only (0, 3, 0) (1 in 27); paired with
+    # best_single it keeps E3 in every resample
+    other = OTHER
     classes = {"best_single": [1, 2], "other": [1, 2]}
     paired, values, draws = draw_resamples({"best_single": RARE, "other": other}, classes, 1000, seed=0)
     alone, _, alone_draws = draw_resamples({"best_single": RARE}, classes, 1000, seed=0)
