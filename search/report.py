@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import optuna
+import pyarrow.fs as pafs
 import torch
 
 from segtune import names, storage
@@ -31,17 +35,18 @@ class LeaderboardRow:
     epochs: int
     """Epochs the trial reported."""
     val_miou: float
-    """Its best validation mIoU; nan when it reported none."""
+    """Its best validation mIoU, that of the model in `checkpoint` (scored_checkpoint); nan when it reported none."""
     params: dict
     """Its sampled parameters (Ray's trial config)."""
     checkpoint: str | None
-    """Folder (local or s3://) of its best checkpoint; None when it saved none."""
+    """Folder (local or s3://) of the checkpoint of its best epoch (scored_checkpoint); None when it kept none."""
     error: str
     """The last line of a failed trial's error; empty otherwise."""
 
 
 def leaderboard_rows(results, max_epochs: int) -> list[LeaderboardRow]:
-    """One row per trial, best validation mIoU first; failed trials last."""
+    """One row per trial, best validation mIoU first; failed trials last. A row's val mIoU is the score of the
+    model its checkpoint holds (scored_checkpoint)."""
     rows = []
     for result in results:
         frame = result.metrics_dataframe
@@ -49,25 +54,89 @@ def leaderboard_rows(results, max_epochs: int) -> list[LeaderboardRow]:
         epochs = int(frame[names.EPOCH].max()) if has_scores else 0
         early = has_scores and names.EARLY_STOPPED in frame and bool(frame[names.EARLY_STOPPED].fillna(0).max())
         outcome = names.outcome_of(epochs, max_epochs, early, failed=bool(result.error))
-        best = _best_checkpoint(result) if has_scores else None
+        val_miou, checkpoint = scored_checkpoint(result) if has_scores else (float("nan"), None)
         rows.append(LeaderboardRow(
             trial_id=(result.metrics or {}).get("trial_id") or Path(result.path).name,
             outcome=outcome,
             epochs=epochs,
-            val_miou=float(frame[names.VAL_MIOU].max()) if has_scores else float("nan"),
+            val_miou=val_miou,
             params=dict(result.config or {}),
-            checkpoint=storage.checkpoint_location(best) if best else None,
+            checkpoint=checkpoint,
             error=str(result.error).strip().splitlines()[-1] if result.error else "",
         ))
     return sorted(rows, key=lambda r: (r.outcome == "failed", -np.nan_to_num(r.val_miou, nan=-1)))
 
 
-def _best_checkpoint(result):
-    """The trial's best checkpoint; None when it kept none (a search ended by epoch_budget or time_budget_s
-    stops a running trial before Ray has kept the checkpoint of its last report)."""
+def scored_checkpoint(result) -> tuple[float, str | None]:
+    """A trial's val mIoU and the folder (local, or s3://) of the checkpoint whose model scored it: the one place
+    that picks a trial's best checkpoint.
+
+    The score is the trial's best epoch's and the folder that epoch's checkpoint: Ray's best registered checkpoint,
+    or, where Ray stopped the trial before registering its last reports (a search ended by epoch_budget or
+    time_budget_s), the unregistered checkpoint_* folder of the trial whose checkpoint.pt holds the best epoch
+    (read through the trial's own pyarrow filesystem, so in a bucket too). When the best epoch's checkpoint exists
+    nowhere, the score becomes that of the best registered checkpoint, so that the score, the ranking and every
+    pick made from it describe the model that will be used. A trial that kept no checkpoint at all keeps its best
+    score, with None.
+    """
+    frame = result.metrics_dataframe.dropna(subset=[names.VAL_MIOU])
+    if frame.empty:
+        return float("nan"), None
+    best = frame.loc[frame[names.VAL_MIOU].idxmax()]
+    best_val, best_epoch = float(best[names.VAL_MIOU]), int(best[names.EPOCH])
+    registered = _best_registered(result)
+    if registered is not None and _same_score(registered[1][names.VAL_MIOU], best_val):
+        return best_val, storage.checkpoint_location(registered[0])
+    hint = best.get("checkpoint_dir_name")
+    found = _unregistered_checkpoint(result, best_epoch, best_val, hint if isinstance(hint, str) else None)
+    if found is not None:
+        return best_val, storage.location(result.filesystem, found)
+    if registered is not None:
+        return float(registered[1][names.VAL_MIOU]), storage.checkpoint_location(registered[0])
+    return best_val, None
+
+
+def _best_registered(result):
+    """(checkpoint, its metrics) of the best checkpoint Ray registered for the trial; None when it registered none."""
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(names.VAL_MIOU) is not None]
+    return max(scored, key=lambda kept: kept[1][names.VAL_MIOU], default=None)
+
+
+def _same_score(stored: float, best_val: float) -> bool:
+    # progress.csv (the metrics frame) and Ray's checkpoint metrics write the same float through different formats
+    return math.isclose(stored, best_val, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def _unregistered_checkpoint(result, epoch: int, val_miou: float, hint: str | None) -> str | None:
+    """The path of the trial's checkpoint folder Ray did not register whose checkpoint.pt holds `epoch` scoring
+    `val_miou`; the folder its progress names for that epoch (`hint`) is read first. None when there is none."""
+    fs, kept = result.filesystem, {c.path for c, _ in (result.best_checkpoints or [])}
     try:
-        return result.get_best_checkpoint(names.OBJECTIVE, names.OBJECTIVE_MODE)
-    except RuntimeError:
+        infos = fs.get_file_info(pafs.FileSelector(result.path, allow_not_found=True))
+    except OSError:  # the trial folder cannot be listed (a bucket that does not answer): only Ray's checkpoints
+        return None
+    folders = sorted((i.path for i in infos if i.type == pafs.FileType.Directory
+                      and i.base_name.startswith("checkpoint_") and i.path not in kept), reverse=True)
+    folders.sort(key=lambda path: Path(path).name != hint)  # the named folder, then the newest first
+    for folder in folders:
+        held = _stored_score(fs, f"{folder}/{names.CHECKPOINT_FILE}")
+        if held is not None and held[0] == epoch and _same_score(held[1], val_miou):
+            return folder
+    return None
+
+
+def _stored_score(fs, path: str) -> tuple[int, float] | None:
+    """(epoch, its val mIoU) a checkpoint.pt holds; None when it is missing or unreadable (an upload cut short).
+    A local file is memory-mapped, so its tensors are not read; a remote one is read whole (one download for each
+    trial whose best epoch Ray left unregistered, the folder its progress names being read first)."""
+    try:
+        if isinstance(fs, pafs.LocalFileSystem):
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        else:
+            with fs.open_input_file(path) as handle:
+                state = torch.load(io.BytesIO(handle.read()), map_location="cpu", weights_only=True)
+        return int(state["epoch"]), float(state["history"][-1])
+    except (OSError, RuntimeError, EOFError, KeyError, IndexError, TypeError, ValueError, pickle.UnpicklingError):
         return None
 
 

@@ -93,9 +93,14 @@ def pull_tune_state(paths: ExperimentPaths) -> Path:
 
 def checkpoint_location(checkpoint) -> str:
     """A Ray checkpoint's folder as a path, or as a URI (s3://...) when it lives in a bucket."""
-    if isinstance(checkpoint.filesystem, pafs.LocalFileSystem):
-        return checkpoint.path
-    return f"{checkpoint.filesystem.type_name}://{checkpoint.path}"
+    return location(checkpoint.filesystem, checkpoint.path)
+
+
+def location(fs: pafs.FileSystem, path: str) -> str:
+    """A path of a pyarrow filesystem as segtune names it: the path itself when local, else a URI (s3://...)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return path
+    return f"{fs.type_name}://{path}"
 
 
 def local_checkpoint(location: str, paths: ExperimentPaths, name: str = CHECKPOINT_FILE) -> Path:
