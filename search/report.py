@@ -141,7 +141,7 @@ def _stored_score(fs, path: str) -> tuple[int, float] | None:
 
 
 def write_reports(paths: ExperimentPaths, rows, results, searcher, data: SegmentationData, splits, tracker) -> None:
-    _write_csv(paths.leaderboard, rows)
+    write_leaderboard(paths.leaderboard, rows)
     plots = [plot_history(rows, paths.plot("optimisation_history"))]
     if searcher is not None:
         plots.append(plot_importances(searcher.study, paths.plot("parameter_importances")))
@@ -166,7 +166,8 @@ def summary_metrics(rows: list[LeaderboardRow]) -> dict:
             "trials_failed": sum(r.outcome == "failed" for r in rows)}
 
 
-def _write_csv(path: Path, rows) -> None:
+def write_leaderboard(path: Path, rows) -> None:
+    """leaderboard.csv: one row per trial in rank order (the driver writes it; bench/rescore_picks.py rewrites it)."""
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["rank", "trial_id", "outcome", "epochs", names.VAL_MIOU, "checkpoint", "params", "error"])

@@ -3,7 +3,7 @@
 import math
 
 from search.progress import format_leaderboard
-from search.report import LeaderboardRow, _write_csv, summary_metrics
+from search.report import LeaderboardRow, write_leaderboard, summary_metrics
 
 ROWS = [LeaderboardRow("a1", "completed", 3, 0.61234567, {"lr": 0.001, "encoder": "tu-resnet18"}, "/x/a1/ckpt", ""),
         LeaderboardRow("b2", "stopped_early", 1, 0.4, {"lr": 0.01}, None, ""),
@@ -11,7 +11,7 @@ ROWS = [LeaderboardRow("a1", "completed", 3, 0.61234567, {"lr": 0.001, "encoder"
 
 
 def test_leaderboard_csv_columns_and_values(tmp_path):
-    _write_csv(tmp_path / "leaderboard.csv", ROWS)
+    write_leaderboard(tmp_path / "leaderboard.csv", ROWS)
     assert (tmp_path / "leaderboard.csv").read_text().splitlines() == [
         "rank,trial_id,outcome,epochs,val_miou,checkpoint,params,error",
         '1,a1,completed,3,0.61235,/x/a1/ckpt,"{""lr"": 0.001, ""encoder"": ""tu-resnet18""}",',
