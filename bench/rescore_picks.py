@@ -17,13 +17,12 @@ their last report, and the leaderboard paired the best epoch's val mIoU with an 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.compare_searchers import read_csv, score_on_test  # noqa: E402
+from bench.compare_searchers import read_csv, score_on_test, write_csv  # noqa: E402
 
 
 def written_pick(experiment: Path) -> str:
@@ -63,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         if not runs:
             parser.error(f"{path}: no finished runs to re-score")
         runs = [rescore_run(run) for run in runs]
-        with open(path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=list(runs[0]))
-            writer.writeheader()
-            writer.writerows(runs)
+        write_csv(path, list(runs[0]), runs)
     return 0
 
 
