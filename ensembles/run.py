@@ -18,7 +18,6 @@ probabilities, and everything goes to ensemble/refit-k<K>-top<M>[-all]/ (ensembl
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from ensembles.bootstrap import RESAMPLES
@@ -26,7 +25,7 @@ from ensembles.fit import CANDIDATES, LIBRARY, ORDER
 from ensembles.members import library_members, resolve_experiment, top_members
 from search.experiment import load_experiment_data
 from segtune import storage
-from segtune.cli import EXIT_FAILED
+from segtune.cli import EXIT_FAILED, set_quiet_defaults
 from segtune.names import DEFAULT_TRACKING_URI
 from segtune.tiling import DEFAULT_OVERLAP
 from segtune.tracking import Tracker
@@ -67,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    set_quiet_defaults()
     args = build_parser().parse_args(argv)
     default = CANDIDATES + ((LIBRARY,) if args.select == LIBRARY else ())
     candidates = tuple(c.strip() for c in (args.candidates or ",".join(default)).split(",") if c.strip())

@@ -12,13 +12,13 @@ runs are the same as live logging writes: one parent, a child per trial with its
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from search.experiment import load_experiment_data, load_results, open_experiment
 from search.fixed import fixed_trial_params
 from search.report import leaderboard_rows, summary_metrics
 from segtune import names, storage
+from segtune.cli import set_quiet_defaults
 from segtune.paths import ExperimentPaths
 from segtune.tracking import Tracker
 
@@ -77,7 +77,7 @@ def _run_exists(tracker: Tracker, run_id: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    set_quiet_defaults()
     parser = argparse.ArgumentParser(prog="segtune mlflow", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("experiment", help="experiment folder (or s3:// URI) of a search")

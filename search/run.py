@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 import types
 import typing
@@ -24,15 +23,10 @@ if __package__ in (None, ""):  # run as a script: make the project importable wi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from search.config import SearchConfig, field_docs, load_config  # noqa: E402
-from segtune.cli import EXIT_FAILED, EXIT_REFUSED, run_command  # noqa: E402
+from segtune.cli import EXIT_FAILED, EXIT_REFUSED, run_command, set_quiet_defaults  # noqa: E402
 from segtune.inspect.run import colour_map_argument  # noqa: E402
 
-# Offline and quiet by default; a user's own setting wins.
-for _key, _value in {"NO_ALBUMENTATIONS_UPDATE": "1", "MLFLOW_DISABLE_TELEMETRY": "true",
-                     "RAY_USAGE_STATS_ENABLED": "0",
-                     # keeping only the best checkpoints forces a state snapshot per epoch; that is intended
-                     "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}.items():
-    os.environ.setdefault(_key, _value)
+set_quiet_defaults()
 
 SMOKE_TEST = {"space": "smoke", "num_samples": 4, "max_epochs": 2, "grace_period": 1, "n_startup_trials": 2,
               "max_concurrent_trials": 2, "steps_per_epoch": 3, "crop": (64, 64)}

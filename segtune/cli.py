@@ -10,7 +10,19 @@ with one message before any work (argparse's code for a bad command line).
 
 from __future__ import annotations
 
+import os
 import sys
+
+QUIET_DEFAULTS = {"NO_ALBUMENTATIONS_UPDATE": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_USAGE_STATS_ENABLED": "0",
+                  # keeping only the best checkpoints forces a state snapshot per epoch; that is intended
+                  "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+"""Offline and quiet by default, for every command that may start Ray or MLflow; a user's own setting wins."""
+
+
+def set_quiet_defaults() -> None:
+    for key, value in QUIET_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+
 
 COMMANDS = {"search": "search.run", "inspect": "segtune.inspect.run", "init": "search.starting_config",
             "ensemble": "ensembles.run",
