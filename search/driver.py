@@ -102,6 +102,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
         tracker.finish_parent("KILLED")
         print(_resume_hint(cfg))
         raise
+    _settle_study(cfg, paths, space, study_storage)
     searcher = load_searcher(paths, cfg.max_epochs)
     if not resume:  # a restored Tuner logs to the EpochLog it was built with, not to this one
         epoch_log.write(paths.epochs)
@@ -238,6 +239,14 @@ def _restore_tuner(cfg: SearchConfig, paths: ExperimentPaths, trainable, space, 
     # the searcher Ray restores (from tuner.pkl, then its saved state) lives in the Tuner's config; Ray is pinned
     tuner._local_tuner._tune_config.search_alg.attach(storage)
     return tuner
+
+
+def _settle_study(cfg: SearchConfig, paths: ExperimentPaths, space, study_storage: str) -> None:
+    """The study as Ray's final state has the trials: an epoch_budget or time_budget_s stops the running trials
+    without telling the searcher, which left them RUNNING in the study (and in optuna-dashboard) for good."""
+    reconciled = reconcile_study(open_storage(study_storage), cfg.name, _saved_trials(paths), space, cfg.max_epochs)
+    if reconciled.changed:
+        print(f"study {cfg.name}: {reconciled.describe()}", flush=True)
 
 
 def _saved_trials(paths: ExperimentPaths) -> list[RayTrial]:

@@ -66,6 +66,22 @@ def test_the_search_hit_the_case_ray_leaves_unregistered(budget_search):
     assert Path(row.checkpoint).parent == Path(result.path)
 
 
+@pytest.mark.slow
+def test_the_study_holds_no_running_trial_once_the_budget_ended_the_search(budget_search):
+    """Ray stops a budget-ended trial without telling the searcher; the study (what optuna-dashboard shows) is told
+    it as Ray has it: stopped before max_epochs, so pruned at its last epoch's val mIoU."""
+    import optuna
+    from optuna.trial import TrialState
+    url = f"sqlite:///{budget_search.paths.segtune / 'study.db'}"
+    [trial] = optuna.load_study(study_name="budget", storage=url).get_trials()
+    [result] = budget_search.results
+    last = result.metrics_dataframe.iloc[-1]
+    assert trial.state == TrialState.PRUNED
+    assert trial.value == pytest.approx(last[names.VAL_MIOU], rel=1e-9)
+    assert trial.user_attrs["ray_trial_id"] == result.metrics["trial_id"]
+    assert max(trial.intermediate_values) == BUDGET
+
+
 def fake_result(trial: Path, scores: list[float], registered: dict[int, float], filesystem=None, path=None):
     """A Ray Result as leaderboard_rows reads it: epochs 1.. scoring `scores`, checkpoint_00000{epoch-1} folders
     registered for the epochs in `registered` (epoch -> val mIoU), each folder holding a checkpoint.pt."""
