@@ -11,17 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ensembles.bootstrap import LEVEL, RESAMPLES, bootstrap_intervals
-from ensembles.combine import EnsembleModule, FoldAverage, at_scale, build_combiner, reading_as_trained
-from ensembles.fit import LIBRARY, FitSettings
+from ensembles.combine import EnsembleModule, FoldAverage, WeightedMean, at_scale, build_combiner, reading_as_trained
+from ensembles.fit import LIBRARY, FitSettings, Fitted
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, import_val_probabilities, write_probabilities
-from ensembles.protocol import BASELINE, evaluate_candidates
-from ensembles.report import chosen_summary, format_table, plot_class_iou, plot_test_predictions, write_table
+from ensembles.protocol import BASELINE, evaluate_candidates, image_matrices
+from ensembles.report import (REFERENCE, chosen_summary, format_table, plot_class_iou, plot_test_predictions,
+                              reference_line, write_table)
 from search.config import SearchConfig
 from segtune.data import SegmentationData
+from segtune.metrics import iou_per_class, mean_iou
 from segtune.paths import EnsemblePaths, ExperimentPaths
 from segtune.tiling import network_tile
 from segtune.tracking import Tracker, store_uri
@@ -65,6 +68,9 @@ class FitInputs:
     """What report.json says of the fit: "on" (validation | out-of-fold), "images", and a refit's settings."""
     notes: dict[str, dict] = field(default_factory=dict)
     """Member -> what its report and manifest entries add (a refit's fold trials and epochs)."""
+    reference: Member | None = None
+    """The search's best trial, scored on test as it was trained, beside the candidates (the REFERENCE row of a
+    refit's report); never chosen or exported. None: no such row."""
 
 
 def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: SegmentationData, splits: dict, members: list[Member],
@@ -105,16 +111,24 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
     evaluation = evaluate_candidates(inputs.store, masks, inputs.fit_ids, test_ids, settings, folds, candidates,
                                      {c: pools.get(c, pools["top"]) for c in candidates}, before_test=inputs.write_test)
     print(f"cross-validation, refit and test scoring: {time.perf_counter() - started:.0f} s")
-    intervals = bootstrap_intervals(evaluation.test_matrices, BASELINE if BASELINE in candidates else None, exclude,
-                                    resamples, seed, LEVEL)
+    matrices = {**evaluation.test_matrices, **_reference_matrices(inputs.reference, data, test_ids, masks, folder)}
+    intervals = bootstrap_intervals(matrices, BASELINE if BASELINE in candidates else None, exclude, resamples, seed,
+                                    LEVEL)
     rows = [{"candidate": row["candidate"], "chosen": row["chosen"], "fit": inputs.fit["on"],
              "fit_images": inputs.fit["images"], **row}
             for row in evaluation.table(exclude, list(data.classes), intervals)]
-    print(format_table(rows) + "\n" + chosen_summary(rows) + f"\nfitted and cross-validated on "
-          f"{inputs.fit['images']} {_fitted_on(inputs.fit)}")
+    line = ""
+    if REFERENCE in matrices:
+        rows.append(reference_row(inputs.reference.trial_id, matrices, evaluation.chosen, rows[0], exclude,
+                                  list(data.classes), resamples, seed))
+        line = reference_line(rows, paths.uri or str(paths.root))
+    print(format_table(rows) + (f"\n{line}" if line else "") + "\n" + chosen_summary(rows)
+          + f"\nfitted and cross-validated on {inputs.fit['images']} {_fitted_on(inputs.fit)}")
 
     draws = next(iter(intervals.values())).draws  # shared by every candidate
     summary = _summary(paths, cfg, evaluation, inputs, resamples, seed, len(test_ids))
+    if line:
+        summary["reference"] = _reference_summary(inputs.reference, folder, line)
     summary["bootstrap"].update(draws.reported())  # the draws discarded for missing a scored class, if any
     checkpoints = {m["trial_id"]: _checkpoint_text(inputs.checkpoints[m["trial_id"]]) for m in summary["members"]}
     files = write_table(rows, folder, {**summary, "checkpoints": checkpoints})
@@ -137,6 +151,49 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
           f"{time.perf_counter() - started:.0f} s")
     run_id = _log_to_mlflow(paths, tracker, rows, summary, files + plots, bundle, register_name)
     return EnsembleResult(rows, evaluation.chosen, bundle, run_id)
+
+
+def _reference_matrices(reference: Member | None, data: SegmentationData, test_ids: list[str], masks: dict,
+                        folder: EnsemblePaths) -> dict[str, np.ndarray]:
+    """{REFERENCE: (N, K, K) per-test-image confusion matrices} of the reference's own checkpoint, its test maps
+    written as a validation fit writes its members' (write_probabilities) to folder/search_best/; {} without a
+    reference or a test split."""
+    if reference is None or not test_ids:
+        return {}
+    store = write_probabilities([reference], data, test_ids, folder.root / REFERENCE)
+    alone = Fitted([reference.trial_id], WeightedMean([1.0]), [1.0])
+    return {REFERENCE: image_matrices(alone, store, masks, test_ids, data.num_classes)}
+
+
+def reference_row(trial_id: str, matrices: dict[str, np.ndarray], chosen: str, like: dict, exclude: tuple[int, ...],
+                  class_names: list[str], resamples: int, seed: int) -> dict:
+    """The REFERENCE row, with exactly `like`'s columns: its test mIoU and 95 % interval and, as its gain, the
+    chosen candidate's test mIoU minus its own, drawn on the table's resamples (the same matrices, resamples and
+    seed: the same draws); fit "search", and None for its cv scores and fit images (it was never fitted on the
+    candidates' images)."""
+    intervals = bootstrap_intervals(matrices, REFERENCE, exclude, resamples, seed, LEVEL)
+    miou, gain, test = intervals[REFERENCE].miou, intervals[chosen].gain, matrices[REFERENCE].sum(0)
+    values = {"candidate": REFERENCE, "chosen": False, "fit": "search", "members": trial_id,
+              "test_miou": mean_iou(test, exclude), "test_miou_low": miou.low, "test_miou_high": miou.high,
+              "gain": gain.value, "gain_low": gain.low, "gain_high": gain.high, "gain_verdict": gain.verdict(),
+              "interval_note": intervals[REFERENCE].draws.note(),
+              **{f"test_iou_{c}": float(v) for c, v in zip(class_names, iou_per_class(test))}}
+    return {key: values.get(key) for key in like}
+
+
+def _reference_summary(reference: Member, folder: EnsemblePaths, line: str) -> dict:
+    """What report.json says of the reference row besides the table: its trial, checkpoint and maps, the line."""
+    return {"candidate": REFERENCE, "trial_id": reference.trial_id, "val_miou": reference.val_miou,
+            "checkpoint": str(reference.checkpoint), "probabilities": str(folder.root / REFERENCE),
+            "gain": f"the chosen candidate's test mIoU minus {REFERENCE}'s, on the same resamples", "line": line}
+
+
+def _reference_params(summary: dict, rows: list[dict]) -> dict:
+    """The ensemble run's parameters on the reference row (its metrics come with every row's): none without one."""
+    if "reference" not in summary:
+        return {}
+    row = next(r for r in rows if r["candidate"] == REFERENCE)
+    return {f"{REFERENCE}_trial": row["members"], f"{REFERENCE}_gain_verdict": row["gain_verdict"]}
 
 
 def _fitted_on(fit: dict) -> str:
@@ -245,6 +302,7 @@ def _log_to_mlflow(paths, tracker, rows, summary, files, bundle, register_name) 
                                                   **{f"bootstrap_{key}": value for key, value in
                                                      summary["bootstrap"].items() if key in ("discarded", "valid")},
                                                   "chosen_gain_verdict": next(r for r in rows if r["chosen"])["gain_verdict"],
+                                                  **_reference_params(summary, rows),
                                                   **{"fit" if key == "on" else f"fit_{key}": value
                                                      for key, value in summary["fit"].items()}})
     if run_id is None:  # the store is unreachable; the report and bundle are on disk

@@ -6,11 +6,13 @@ probabilities of the fold model that did not train on it. The candidates (best s
 selection, the stackers) are cross-validated, chosen and fitted on those out-of-fold maps, many more images than
 the validation split, and the test split is scored once, at the end, as without a refit. An exported member is a
 config's K fold models averaged (FoldAverage; their mean is also its test map), or with --refit-all that config
-retrained once on all of train+val (K x M + M trials then).
+retrained once on all of train+val (K x M + M trials then). The report adds one reference row, search_best: the
+search's best trial as the search trained it (its own checkpoint, the member a validation fit would use), scored on
+test with the same resamples, its gain the chosen candidate's over it; never chosen, never exported.
 
 Everything goes to <experiment>/segtune/ensemble/refit-k<K>-top<M>[-all]/: plan.json, trials/ (Ray's experiment),
-probabilities/ (out-of-fold maps on train+val, exported members' maps on test), report.json/.csv, plots/,
-combiner.pt and bundle/.
+probabilities/ (out-of-fold maps on train+val, exported members' maps on test), search_best/ (the search's best
+trial's test maps), report.json/.csv, plots/, combiner.pt and bundle/.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ def build_refit_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmen
                          overlap: float, tracker: Tracker | None, register_name: str | None, resamples: int,
                          trainable: Callable | None = None) -> EnsembleResult:
     """Run (or resume) the plan's trials, then fit, choose, score and export the ensemble on out-of-fold maps.
-    members: the search's trials, at least the plan's; library: pool every refitted config (--select library);
-    trainable: what each trial runs (None: the search's trainable)."""
+    members: the search's trials, at least the plan's, best first (the first is the report's search_best);
+    library: pool every refitted config (--select library); trainable: what each trial runs (None: the search's
+    trainable)."""
     folder = refit_folder(paths, options)
     print(f"refit: configs " + ", ".join(f"{c.rank}. {c.trial_id} ({c.epochs} epochs)" for c in plan.configs)
           + f"; {options.folds} folds of {len(plan.train_val)} train+val images ("
@@ -132,7 +135,7 @@ def build_refit_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmen
          "trial_seconds": round(outcome.trial_seconds), "wall_seconds_now": round(outcome.seconds),
          "configs_left_out": ",".join(
              c.trial_id for c in plan.configs if c not in complete)},
-        {c.trial_id: _notes(c, outcome) for c in complete})
+        {c.trial_id: _notes(c, outcome) for c in complete}, reference=members[0])
     return finish_ensemble(folder, paths, cfg, data, test_ids, inputs, candidates, folds, seed, overlap, tracker,
                            register_name, resamples)
 

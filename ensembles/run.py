@@ -12,7 +12,9 @@ plots, and bundle/ (TorchScript, ONNX, manifest) for `segtune predict`; logs an 
 under the search's parent run and registers the chosen ensemble as an MLflow model.
 With --refit-folds K the M best configs (--refit-top) are first retrained on K folds of train+val as Ray Tune
 trials (K x M of them, resumable: run the same command again), the candidates are fitted on their out-of-fold
-probabilities, and everything goes to ensemble/refit-k<K>-top<M>[-all]/ (ensembles/refit.py).
+probabilities, and everything goes to ensemble/refit-k<K>-top<M>[-all]/ (ensembles/refit.py). Its report adds a
+reference row, search_best (the search's best trial as the search trained it, never chosen or exported), and a line
+saying whether the refit's choice is below it, above it, or cannot be told apart on the test split.
 """
 
 from __future__ import annotations

@@ -1,6 +1,8 @@
 """`segtune ensemble --refit-folds K --refit-top M`: the M best configs retrained on K folds of train+val as Ray Tune
-trials, the candidates fitted on their out-of-fold maps, the fold models exported; resumable, logged to MLflow."""
+trials, the candidates fitted on their out-of-fold maps, the fold models exported; resumable, logged to MLflow; the
+report's search_best row: the search's best trial as the search trained it, never chosen nor exported."""
 
+import csv
 import dataclasses
 import json
 
@@ -8,15 +10,22 @@ import numpy as np
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from test_bootstrap import A, B, C1, C2
 
-from ensembles.combine import FoldAverage
+from ensembles.bootstrap import RESAMPLES, bootstrap_intervals
+from ensembles.build import reference_row
+from ensembles.combine import FoldAverage, WeightedMean
+from ensembles.fit import Fitted
 from ensembles.members import Member
+from ensembles.protocol import Evaluation
 from ensembles.refit import RefitOptions, plan_refit
+from ensembles.report import REFERENCE, format_table, reference_line, write_table
 from ensembles.run import main as ensemble_main
 from search import load_config, run_search, search_inputs
 from search.refit import ALL, check_refit, check_saved_plan
 from search.run import SMOKE_TEST
 from segtune import names
+from segtune.paths import EnsemblePaths
 
 PARAMS = {"architecture": "Unet", "encoder": "tu-mobilenetv3_small_050", "loss": "cross_entropy", "lr": 0.01}
 
@@ -110,6 +119,74 @@ def test_fold_average_gives_the_mean_of_its_networks_probabilities():
     assert torch.allclose(probs[0, :, 0, 0], torch.tensor([0.625, 0.375]), atol=1e-6)
 
 
+# the search_best row on two test images, test_bootstrap's hand-worked matrices: resamples (1, 1), (1, 2), (2, 1), (2, 2)
+# score best_single (A, B) 0.775, 0.598214 twice, 0.25 and mean (C1, C2) 1.0, 0.845238 twice, 0.583333; PERFECT, WRONG
+# score 1.0, [[2, 2], [2, 2]]'s 1/3 twice, 0.0. A paired gain's 2.5 % and 97.5 % percentiles are its smallest and
+# largest of the (1, 1) and (2, 2) values, its point value the mixed one.
+PERFECT, WRONG = np.array([[2, 0], [0, 2]]), np.array([[0, 2], [2, 0]])
+CLASSES = ["background", "plant"]
+
+
+def _table_with_search_best(search_best: tuple, chosen: str) -> list[dict]:
+    """The candidates best_single (A, B) and mean (C1, C2), `chosen` chosen, and a search_best scoring `search_best`."""
+    test = {"best_single": np.stack([A, B]), "mean": np.stack([C1, C2]), REFERENCE: np.stack(search_best)}
+    fitted = {"best_single": Fitted(["t1"], WeightedMean([1.0]), [1.0]),
+              "mean": Fitted(["t1", "t2"], WeightedMean([1.0, 1.0]), [1.0, 1.0])}
+    cv = {name: np.array([[4, 1], [1, 4]]) for name in fitted}  # IoU 4/6 each: cv mIoU 0.6667
+    evaluation = Evaluation(cv, {name: test[name] for name in fitted}, fitted, chosen, [["v1"], ["v2"]])
+    rows = evaluation.table((), CLASSES, bootstrap_intervals(test, "best_single", seed=0))
+    return rows + [reference_row("t0", test, chosen, rows[0], (), CLASSES, RESAMPLES, 0)]
+
+
+@pytest.mark.parametrize("search_best, chosen, gain, verdict, says", [
+    # best_single - search_best: 0.775 - 1 = -0.225, 0.598214 - 0.845238 = -0.247024, 0.25 - 0.583333 = -0.333333
+    ((C1, C2), "best_single", (-0.247024, -0.333333, -0.225), "below zero",
+     "is below search_best, the search's best trial t0 as the search trained it (0.8452): gain -0.2470, 95 % interval "
+     "[-0.3333, -0.2250], entirely below zero; on this test split the plain `segtune ensemble EXP` bundle (without "
+     "--refit-folds) is the better export"),
+    # 0.775 - 1 = -0.225, 0.598214 - 1/3 = +0.264881, 0.25 - 0 = +0.25
+    ((PERFECT, WRONG), "best_single", (0.264881, -0.225, 0.264881), "cannot be told from zero",
+     "the refit's chosen best_single (test mIoU 0.5982) and search_best, the search's best trial t0 as the search "
+     "trained it (0.3333), cannot be told apart on this test split: gain +0.2649, 95 % interval [-0.2250, +0.2649] "
+     "holds zero"),
+    # mean - search_best (A, B): 1 - 0.775 = 0.225, 0.845238 - 0.598214 = 0.247024, 0.583333 - 0.25 = 0.333333
+    ((A, B), "mean", (0.247024, 0.225, 0.333333), "above zero",
+     "entirely above zero; on this test split the refit's bundle is the better export"),
+])
+def test_search_best_gain_is_the_chosen_candidates_paired_gain_over_it_and_the_line_follows_its_interval(
+        search_best, chosen, gain, verdict, says):
+    rows = _table_with_search_best(search_best, chosen)
+    row, picked = rows[-1], next(r for r in rows if r["chosen"])
+    assert row["candidate"] == REFERENCE and not row["chosen"] and picked["candidate"] == chosen
+    assert row["cv_miou"] is None and row["cv_iou_plant"] is None and row["members"] == "t0"
+    assert (row["gain"], row["gain_low"], row["gain_high"]) == pytest.approx(gain, abs=1e-6)
+    assert row["gain"] == pytest.approx(picked["test_miou"] - row["test_miou"]) and row["gain_verdict"] == verdict
+    line = reference_line(rows, "EXP")
+    assert says in line
+    assert ("plain `segtune ensemble" in line) == (verdict == "below zero")
+    assert ("cannot be told apart" in line) == (verdict == "cannot be told from zero")
+
+
+def test_search_best_row_is_in_json_csv_and_console_without_cv_scores(tmp_path):
+    rows = _table_with_search_best((C1, C2), "best_single")
+    row = rows[-1]  # C1, C2: 0.845238, resampled between 0.583333 and 1.0
+    assert (row["test_miou"], row["test_miou_low"], row["test_miou_high"]) == pytest.approx((0.845238, 0.583333, 1.0),
+                                                                                           abs=1e-6)
+    assert row["test_iou_plant"] == pytest.approx(5 / 6)  # C1 + C2 = [[6, 0], [1, 5]]: plant 5/(5+6-5)
+    folder = EnsemblePaths(tmp_path / "refit")
+    write_table(rows, folder, {"chosen": "best_single"})
+    saved = json.loads(folder.report.read_text())["candidates"][-1]
+    assert saved["candidate"] == REFERENCE and saved["cv_miou"] is None and saved["chosen"] is False
+    with folder.table.open() as handle:
+        table = list(csv.DictReader(handle))
+    assert (table[-1]["candidate"], table[-1]["cv_miou"], table[-1]["test_miou"], table[-1]["gain_low"]) == (
+        REFERENCE, "", "0.8452", "-0.3333")
+    console = format_table(rows).splitlines()
+    assert console[-1] == ("search_best             -    0.8452 [0.583, 1.000]  -0.2470 [-0.333, -0.225] below zero "
+                           "(chosen minus search_best)")
+    assert "<- chosen" in console[1] and "<- chosen" not in console[-1]
+
+
 # end to end, on a real tiny search (2 trials of 2 short epochs): a refit whose one fold trial fails, the same command
 # again (only that trial runs), a third time (no Ray at all), the bundle through `segtune predict`
 
@@ -191,7 +268,8 @@ def test_report_says_the_fit_was_out_of_fold_on_every_train_and_val_image(refitt
     assert report["fit"]["on"] == "out-of-fold" and report["fit"]["images"] == 41 == len(plan.train_val)
     assert report["fit"]["export"] == "folds" and report["fit"]["trials"] == 4
     assert report["test_images"] == len(splits["test"]) == 7
-    assert all(r["fit"] == "out-of-fold" and r["fit_images"] == 41 for r in report["candidates"])
+    assert all(r["fit"] == "out-of-fold" and r["fit_images"] == 41 for r in report["candidates"]
+               if r["candidate"] != REFERENCE)
     header = (folder / "report.csv").read_text().splitlines()[0].split(",")
     assert header[:4] == ["candidate", "chosen", "fit", "fit_images"]
     assert all(isinstance(report["checkpoints"][m["trial_id"]], list) and len(report["checkpoints"][m["trial_id"]]) == 2
@@ -254,6 +332,50 @@ def test_the_bundle_holds_the_fold_models_and_segtune_predict_runs_it(refitted, 
     expected = np.tensordot(weights, store.stack(splits["test"][0]), 1)
     picture = data.images[data.index_of()[splits["test"][0]]].astype(np.float32).transpose(2, 0, 1)[None]
     assert np.abs(load_bundle(folder / "bundle", "onnx").predict(picture)[0] - expected).max() < 2e-3
+
+
+@pytest.mark.slow
+def test_search_best_is_the_search_trials_own_checkpoint_on_test_never_chosen_nor_exported(refitted):
+    cfg, outcome, _, folder, data, splits, runs = refitted
+    from segtune.metrics import confusion_matrix, mean_iou
+    from segtune.storage import local_checkpoint
+    from trainables import load_model, reference_logits
+    report, best = runs[1][2], outcome.best  # the search's leaderboard, read here, not through the ensemble
+    row = next(r for r in report["candidates"] if r["candidate"] == REFERENCE)
+    assert row["members"] == best.trial_id == report["reference"]["trial_id"]
+    model, trial_cfg = load_model(local_checkpoint(best.checkpoint, outcome.paths))
+    index, matrix = data.index_of(), np.zeros((data.num_classes,) * 2, dtype=np.int64)
+    with torch.no_grad():  # the trial's checkpoint scored on each test image directly, float32, argmax of its logits
+        for image in splits["test"]:
+            logits = reference_logits(model, data.images[index[image]], trial_cfg)
+            matrix += confusion_matrix(torch.from_numpy(data.masks[index[image]].astype(np.int64)), logits.argmax(1)[0],
+                                       data.num_classes).numpy()
+    exclude = tuple(data.classes.index(c) for c in cfg.exclude_from_mean)
+    assert row["test_miou"] == pytest.approx(mean_iou(matrix, exclude), abs=1e-3)  # its maps are stored float16
+    assert sorted(p.stem for p in (folder / REFERENCE / best.trial_id).glob("*.npy")) == sorted(splits["test"])
+    chosen = next(r for r in report["candidates"] if r["chosen"])
+    assert report["chosen"] == chosen["candidate"] != REFERENCE and row["chosen"] is False and row["cv_miou"] is None
+    assert row["gain"] == pytest.approx(chosen["test_miou"] - row["test_miou"])
+    line = report["reference"]["line"]
+    if row["gain_high"] < 0:
+        assert "is the better export" in line and "plain `segtune ensemble" in line
+    elif row["gain_low"] > 0:
+        assert "the refit's bundle is the better export" in line
+    else:
+        assert "cannot be told apart on this test split" in line and "better export" not in line
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert manifest["combiner"]["kind"] == chosen["candidate"]
+    assert manifest["scores"]["test_miou"] == pytest.approx(chosen["test_miou"])
+    with (folder / "report.csv").open() as handle:
+        saved = next(r for r in csv.DictReader(handle) if r["candidate"] == REFERENCE)
+    assert saved["cv_miou"] == "" and saved["chosen"] == "False" and saved["test_miou"] == f"{row['test_miou']:.4f}"
+    client = MlflowClient(cfg.tracking_uri)
+    experiment = client.get_experiment_by_name(cfg.mlflow_experiment).experiment_id
+    logged = [r for r in client.search_runs([experiment], f"tags.`{names.TAG_KIND}` = 'ensemble'")
+              if "search_best_test_miou" in r.data.metrics]
+    assert len(logged) >= 2 and all(r.data.params["search_best_trial"] == best.trial_id for r in logged)
+    assert all(r.data.metrics["search_best_test_miou"] == pytest.approx(row["test_miou"]) for r in logged)
+    assert all("search_best_cv_miou" not in r.data.metrics for r in logged)
 
 
 @pytest.mark.slow
