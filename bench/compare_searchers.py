@@ -7,7 +7,7 @@ Each strategy (sampler+scheduler: tpe, random or gp with asha, hyperband or fifo
 segtune search of CONFIG with `epoch_budget` set to --budget-epochs: the search stops once its trials
 have run that many epochs in all. Seeds change the sampler and the trials, never the splits (every run
 carves them with CONFIG's split_seed, or its seed). Two baselines run the same budget as one trial of
---budget-epochs epochs: `default`, one sensible model (STRONG_DEFAULT, as far as the space has the
+--budget-epochs epochs: `default`, one sensible model (spaces.DEFAULT_MODEL, as far as the space has the
 parameters), and `recipe`, the preset's starting recipe (spaces' get_recipes; skipped when it has none).
 
 Written as it goes, under --out:
@@ -59,10 +59,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 REFERENCE = "random+fifo"
 """The strategy whose median final best the headline ratio is measured against."""
 BASELINES = ("default", "recipe")
-STRONG_DEFAULT = {"architecture": "Unet", "encoder": "tu-resnet18", "encoder_depth": 4, "loss": "cross_entropy_dice",
-                  "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
-                  "scheduler_warmup_epochs": 1, "batch_size": 8, "flip": True}
-"""One sensible model: Unet, a light timm encoder, AdamW, CE+Dice, a cosine schedule (answers "why search at all?")."""
 RESULT_COLUMNS = ("strategy", "seed", "trial", "epoch", "cumulative_epochs", "best_val_miou", "val_miou", "train_scale",
                   "cumulative_seconds", "cumulative_pixels")
 RUN_COLUMNS = ("strategy", "seed", "experiment", "trials", "epochs", "final_best_val_miou", "pick_trial",
@@ -269,7 +265,7 @@ def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
 
 def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tracking_uri: str) -> tuple[dict, list[str]]:
     """The load_config overrides of one (strategy, seed) run, and notes on what a baseline could not set."""
-    from spaces import get_recipes
+    from spaces import DEFAULT_MODEL, get_recipes
     name = re.sub(r"[^A-Za-z0-9_.+:=-]", "_", f"{strategy}-seed{seed}")  # [0.5,1.0] of a space option: no brackets
     common = {"seed": seed, "split_seed": base.splits_seed, "epoch_budget": budget, "name": name,
               "storage_path": str(storage), "tracking_uri": tracking_uri, "mlflow_experiment": "compare_searchers"}
@@ -282,7 +278,7 @@ def run_overrides(base, strategy: str, seed: int, budget: int, storage: Path, tr
         return {**common, "sampler": sampler, "scheduler": scheduler,
                 "num_samples": max(base.num_samples, budget), **options}, []  # the budget ends it, not num_samples
     if strategy == "default":
-        wanted = STRONG_DEFAULT
+        wanted = DEFAULT_MODEL
     else:
         recipes = get_recipes(base.space, base.space_overrides)
         if not recipes:

@@ -31,8 +31,8 @@ from search.report import LeaderboardRow, leaderboard_rows, write_reports
 from search.searcher import AshaAwareOptunaSearch, build_sampler
 from search.study import (RayTrial, check_new_study, new_study, open_storage, reconcile_study, study_exists,
                           study_url)
-from search.warm_start import WarmStart, plan_warm_start, save_warm_start
-from spaces import get_recipes, get_space
+from search.warm_start import WarmStart, plan_warm_start, save_warm_start, starting_points
+from spaces import get_space
 from spaces.overrides import validate_space
 from trainables import train_segmentation
 
@@ -60,7 +60,7 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     fixed = fixed_trial_params(cfg, data, splits).as_dict()  # the stages (space check, trainable, MLflow) take dicts
     space = get_space(cfg.space, cfg.space_overrides)
     validate_space(space, cfg.space_overrides, fixed, cfg.grace_period)
-    recipes = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else []
+    recipes, start_lines = ([], []) if resume else starting_points(cfg, space)
     fingerprint = None if resume else data_fingerprint(data)
     warm = None if resume else plan_warm_start(cfg, paths, space, fingerprint, recipes)
     cache_pretrained_weights(cfg, space, fixed)  # named weights fetched once here, or refused before any compute
@@ -75,6 +75,8 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     _save_inputs(cfg, paths, splits, excluded, fingerprint, warm)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
+    if start_lines:
+        print("\n".join(start_lines), flush=True)
     if warm:
         print(f"{warm.describe(len(recipes))}\n(saved as {paths.warm_start})", flush=True)
     print(f"Optuna study {cfg.name}, live while the search runs: optuna-dashboard {study_storage}", flush=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import optuna
@@ -35,6 +35,7 @@ from search.study import open_storage, study_exists, study_url
 from segtune import storage
 from segtune.inspect import describe_distance, fingerprint_distance
 from segtune.paths import ExperimentPaths, experiment_at, experiment_paths
+from spaces import DEFAULT_MODEL, get_recipes
 
 MAX_WALKS = 256
 """Paths through the space map_into_space follows at most (one per choice of the parameters a config lacks)."""
@@ -43,6 +44,10 @@ _NO_MATCH = object()
 
 class _Refused(Exception):
     """A config value the space cannot take: the config is skipped."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,7 @@ class _MappingTrial:
         value = self.params[name]
         match = next((choice for choice in choices if _same(choice, value)), _NO_MATCH)
         if match is _NO_MATCH:
-            raise _Refused(f"{name}={value!r} is not among the space's choices {choices}")
+            raise _Refused(name, f"{name}={value!r} is not among the space's choices {choices}")
         self.asked[name] = match
         return match
 
@@ -94,7 +99,7 @@ class _MappingTrial:
             return self._missing(name, list(range(low, high + 1, step or 1)) if few else [low])
         value = self.params[name]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise _Refused(f"{name}={value!r} is not a number, the space's range is [{low}, {high}]")
+            raise _Refused(name, f"{name}={value!r} is not a number, the space's range is [{low}, {high}]")
         mapped = min(max(value, low), high)
         if step:
             mapped = min(low + round((mapped - low) / step) * step, high - (high - low) % step)
@@ -133,9 +138,47 @@ def _walks(params: dict, space) -> list[tuple[_MappingTrial, dict]]:
 def map_into_space(params: dict, space) -> Mapped:
     """`params` (a trial's config from an earlier search) as a point of `space`, a define-by-run space."""
     try:
-        walks = _walks(params, space)
+        return _mapped(params, space)
     except _Refused as refusal:
         return Mapped(None, skipped=str(refusal))
+
+
+def default_start(space) -> tuple[Mapped, list[str]]:
+    """spaces.DEFAULT_MODEL as a point of `space`, and why any of its values is left to the sampler. What else the
+    space samples takes TrialConfig's default (augmentations off, no loss warm-up ...) as the `default` baseline of
+    bench/compare_searchers.py does; a value the space does not offer is left to the sampler, not the whole model."""
+    from trainables import TrialConfig
+    params = {**{f.name: f.default for f in fields(TrialConfig)}, **DEFAULT_MODEL}
+    refusals = []
+    while True:
+        try:
+            mapped = _mapped(params, space)
+        except _Refused as refusal:
+            refusals += [str(refusal)] if refusal.name in DEFAULT_MODEL else []
+            del params[refusal.name]
+            continue
+        return replace(mapped, dropped=[name for name in mapped.dropped if name in DEFAULT_MODEL]), refusals
+
+
+def starting_points(cfg: SearchConfig, space) -> tuple[list[dict], list[str]]:
+    """The configs a new search tries first, in order: the preset's recipes (evaluate_recipes), then segtune's
+    default model (start_from_default) unless it equals a recipe; and the lines that say so."""
+    points = get_recipes(cfg.space, cfg.space_overrides)[:cfg.num_samples] if cfg.evaluate_recipes else []
+    if not cfg.start_from_default or len(points) >= cfg.num_samples:
+        return points, []
+    mapped, refusals = default_start(space)
+    if any(map_into_space(recipe, space).params == mapped.params for recipe in points):
+        return points, ["start_from_default: segtune's default model is a recipe of this preset, queued once"]
+    notes = [f"not in this space: {', '.join(mapped.dropped)}" if mapped.dropped else "",
+             "clipped " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mapped.clipped.items())
+             if mapped.clipped else "", *(f"left to the sampler: {refusal}" for refusal in refusals)]
+    head = (f"start_from_default: segtune's default model queued after {len(points)} recipe(s): "
+            + ", ".join(f"{k}={mapped.params[k]!r}" for k in DEFAULT_MODEL if k in mapped.params))
+    return [*points, mapped.params], [head, *(f"  {note}" for note in notes if note)]
+
+
+def _mapped(params: dict, space) -> Mapped:
+    walks = _walks(params, space)
     asked, clipped, constants = {}, {}, {}
     for trial, returned in walks:
         asked.update(trial.asked)

@@ -9,7 +9,7 @@ from typing import Callable
 
 from spaces.default import default_space, smoke_space
 from spaces.overrides import allows, apply_overrides, field_name
-from spaces.presets import RECIPES, crop_weed_space, generic_space, terrain_space
+from spaces.presets import DEFAULT_MODEL, RECIPES, crop_weed_space, generic_space, terrain_space
 
 SPACES: dict[str, Callable] = {"default": default_space, "smoke": smoke_space, "crop_weed": crop_weed_space,
                                "terrain": terrain_space, "generic": generic_space}
@@ -28,4 +28,4 @@ def get_recipes(name: str, overrides: dict | None = None) -> list[dict]:
             for recipe in RECIPES.get(name, [])]
 
 
-__all__ = ["SPACES", "field_name", "get_recipes", "get_space"]
+__all__ = ["DEFAULT_MODEL", "SPACES", "field_name", "get_recipes", "get_space"]

@@ -98,9 +98,9 @@ def test_seeds_change_the_searcher_and_trials_never_the_splits(tmp_path):
     ("terrain", {"encoder": ["tu-mobilenetv3_small_050", "tu-resnet18"]}), ("default", None)])
 @pytest.mark.parametrize("baseline", ["default", "recipe"])
 def test_a_baseline_fixes_every_parameter_and_names_none_its_choices_switch_off(space, overrides, baseline):
-    from bench.compare_searchers import STRONG_DEFAULT, fixed_overrides, space_parameters
-    from spaces import get_recipes
-    wanted = STRONG_DEFAULT if baseline == "default" else (get_recipes(space, overrides) or [STRONG_DEFAULT])[0]
+    from bench.compare_searchers import fixed_overrides, space_parameters
+    from spaces import DEFAULT_MODEL, get_recipes
+    wanted = DEFAULT_MODEL if baseline == "default" else (get_recipes(space, overrides) or [DEFAULT_MODEL])[0]
     fixed, _ = fixed_overrides(space, overrides, wanted, baseline)
     sampled, every = space_parameters(space, {**(overrides or {}), **fixed})
     # the search refuses an override the space never samples: early_stop_min_delta once early_stop_patience is None

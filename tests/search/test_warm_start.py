@@ -15,9 +15,10 @@ from search import load_config
 from search.config import save_config
 from search.run import SMOKE_TEST
 from search.run import main as search_main
-from search.warm_start import Mapped, map_into_space, plan_warm_start
+from search.warm_start import Mapped, default_start, map_into_space, plan_warm_start, starting_points
 from segtune.paths import experiment_paths
-from spaces.presets import RECIPES
+from spaces import get_space
+from spaces.presets import DEFAULT_MODEL, RECIPES
 
 
 def little_space(trial):
@@ -65,6 +66,35 @@ def test_parameters_the_config_lacks_are_left_to_the_sampler_and_its_values_kept
     mapped = map_into_space({"architecture": "Unet", "focal_gamma": 9.0, "lr": 1e-3}, little_space)
     assert mapped == Mapped({"architecture": "Unet", "focal_gamma": 3.0, "lr": 1e-3},
                             clipped={"focal_gamma": [9.0, 3.0]}, sampled=["encoder_depth", "loss", "batch_size"])
+
+
+def test_the_default_model_keeps_what_the_space_offers_and_leaves_a_value_it_does_not_to_the_sampler():
+    mapped, refusals = default_start(little_space)
+    # loss cross_entropy_dice is not among [dice, focal]: sampled, and focal_gamma takes TrialConfig's 2.0 there
+    assert mapped == Mapped({"architecture": "Unet", "encoder_depth": 4, "focal_gamma": 2.0, "lr": 1e-3,
+                             "batch_size": 8},
+                            dropped=["encoder", "optimizer", "weight_decay", "scheduler", "scheduler_warmup_epochs",
+                                     "flip"], sampled=["loss"])
+    assert refusals == ["loss='cross_entropy_dice' is not among the space's choices ['dice', 'focal']"]
+
+
+def test_a_search_starts_from_the_recipes_then_the_default_model_once(monkeypatch):
+    crop_weed = {"space": "crop_weed", "space_overrides": {"encoder": ["tu-resnet18", "resnet18"]}}
+    recipe = RECIPES["crop_weed"][0]
+    space = get_space(crop_weed["space"], crop_weed["space_overrides"])
+    assert starting_points(load_config(None, crop_weed), space) == ([recipe], [])  # off unless asked
+    points, lines = starting_points(load_config(None, {**crop_weed, "start_from_default": True}), space)
+    assert points[0] == recipe and {k: points[1][k] for k in DEFAULT_MODEL} == DEFAULT_MODEL
+    assert points[1]["shift_scale_rotate"] == 0.0 and points[1]["early_stop_patience"] is None  # the rest: defaults
+    assert lines == ["start_from_default: segtune's default model queued after 1 recipe(s): architecture='Unet', "
+                     "encoder='tu-resnet18', encoder_depth=4, loss='cross_entropy_dice', optimizer='adamw', "
+                     "lr=0.001, weight_decay=0.0001, scheduler='cosine', scheduler_warmup_epochs=1, batch_size=8, "
+                     "flip=True"]
+    assert starting_points(load_config(None, {**crop_weed, "start_from_default": True, "num_samples": 1}),
+                           space) == ([recipe], [])  # no room left after the recipe
+    monkeypatch.setitem(RECIPES, "crop_weed", [points[1]])
+    assert starting_points(load_config(None, {**crop_weed, "start_from_default": True}), space) == \
+        ([points[1]], ["start_from_default: segtune's default model is a recipe of this preset, queued once"])
 
 
 def test_a_boolean_is_not_taken_for_a_number_among_choices():
