@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from ensembles.bootstrap import LEVEL, RESAMPLES, bootstrap_intervals
-from ensembles.combine import EnsembleModule, FoldAverage, WeightedMean, at_scale, build_combiner, reading_as_trained
+from ensembles.combine import (PER_FOLD, EnsembleModule, FoldAverage, PerFold, WeightedMean, at_scale, build_combiner,
+                               fold_form, reading_as_trained)
 from ensembles.fit import LIBRARY, FitSettings, Fitted
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, import_val_probabilities, write_probabilities
@@ -71,6 +72,10 @@ class FitInputs:
     reference: Member | None = None
     """The search's best trial, scored on test as it was trained, beside the candidates (the REFERENCE row of a
     refit's report); never chosen or exported. None: no such row."""
+    test_folds: list[ProbabilityStore] = field(default_factory=list)
+    """Members made of fold models (a refit exporting them): one store a fold with each member's fold model's test
+    maps (written by write_test beside the averages), on which a stacker is scored fold by fold, as the bundle
+    applies it (combine.PerFold). Empty: each member is one network."""
 
 
 def build_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: SegmentationData, splits: dict, members: list[Member],
@@ -109,7 +114,8 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
     started = time.perf_counter()
     pools = inputs.pools
     evaluation = evaluate_candidates(inputs.store, masks, inputs.fit_ids, test_ids, settings, folds, candidates,
-                                     {c: pools.get(c, pools["top"]) for c in candidates}, before_test=inputs.write_test)
+                                     {c: pools.get(c, pools["top"]) for c in candidates}, before_test=inputs.write_test,
+                                     test_folds=inputs.test_folds)
     print(f"cross-validation, refit and test scoring: {time.perf_counter() - started:.0f} s")
     matrices = {**evaluation.test_matrices, **_reference_matrices(inputs.reference, data, test_ids, masks, folder)}
     intervals = bootstrap_intervals(matrices, BASELINE if BASELINE in candidates else None, exclude, resamples, seed,
@@ -123,7 +129,8 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
                                   list(data.classes), resamples, seed))
         line = reference_line(rows, paths.uri or str(paths.root))
     print(format_table(rows) + (f"\n{line}" if line else "") + "\n" + chosen_summary(rows)
-          + f"\nfitted and cross-validated on {inputs.fit['images']} {_fitted_on(inputs.fit)}")
+          + f"\nfitted and cross-validated on {inputs.fit['images']} {_fitted_on(inputs.fit)}"
+          + _fold_form_line(evaluation.fitted, len(inputs.test_folds)))
 
     draws = next(iter(intervals.values())).draws  # shared by every candidate
     summary = _summary(paths, cfg, evaluation, inputs, resamples, seed, len(test_ids))
@@ -135,16 +142,16 @@ def finish_ensemble(folder: EnsemblePaths, paths: ExperimentPaths, cfg: SearchCo
     plots = [plot_class_iou(rows, list(data.classes), folder.plot("class_iou"))]
     if test_ids:
         plots.append(plot_test_predictions(evaluation.fitted, inputs.store, data, test_ids[:3],
-                                           folder.plot("test_predictions")))
+                                           folder.plot("test_predictions"), inputs.test_folds))
 
     chosen = evaluation.fitted[evaluation.chosen]
     groups = [[load_model(c) for c in inputs.checkpoints[t]] for t in chosen.trial_ids]
     trial_cfg = groups[0][0][1]
-    module = EnsembleModule(averaged_members(groups, trial_cfg.mean, trial_cfg.std), chosen.combiner, trial_cfg.mean,
-                            trial_cfg.std).eval()
+    form = None if summary["fold_form"] is None else summary["fold_form"][evaluation.chosen]
+    module = ensemble_module(groups, chosen.combiner, trial_cfg.mean, trial_cfg.std, form)
     manifest = bundle_manifest(cfg, data, trial_cfg, summary, next(r for r in rows if r["chosen"]), overlap,
-                               [group[0][1] for group in groups])
-    torch.save(module.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
+                               [group[0][1] for group in groups], form)
+    torch.save(chosen.combiner.state_dict(), folder.combiner)  # tensors only; rebuilds the eager ensemble
     started = time.perf_counter()
     bundle = export_bundle(module, manifest, folder.bundle)
     print(f"bundle exported (TorchScript, ONNX, both checked against the eager ensemble): "
@@ -205,6 +212,25 @@ def _checkpoint_text(checkpoints: list[Path]):
     return str(checkpoints[0]) if len(checkpoints) == 1 else [str(c) for c in checkpoints]
 
 
+def ensemble_module(groups: list[list[tuple[torch.nn.Module, TrialConfig]]], combiner: torch.nn.Module, mean, std,
+                    form: str | None) -> EnsembleModule:
+    """The ensemble to export, in eval mode: its members from their networks (averaged_members) and the combiner as
+    `form` says it meets members made of fold models (combine.fold_form: PER_FOLD wraps it in PerFold; None: each
+    member is one network)."""
+    members = averaged_members(groups, mean, std)
+    return EnsembleModule(members, PerFold(combiner) if form == PER_FOLD else combiner, mean, std).eval()
+
+
+def _fold_form_line(fitted: dict, folds: int) -> str:
+    """The console line on how test met members made of fold models; empty when each member is one network."""
+    if not folds:
+        return ""
+    stackers = [name for name, f in fitted.items() if fold_form(f.combiner) == PER_FOLD]
+    return (f"\ntest and bundle: {', '.join(stackers) or 'no candidate'} applied to each of the {folds} folds' models "
+            "and averaged (fitted on one fold model's maps an image); the weighted means on each config's fold "
+            "average (the same)")
+
+
 def averaged_members(groups: list[list[tuple[torch.nn.Module, TrialConfig]]], mean, std) -> list[torch.nn.Module]:
     """Each member from its networks (one, or a config's fold models, whose probabilities FoldAverage averages),
     reading the ensemble's input as member_modules says."""
@@ -256,6 +282,9 @@ def _summary(paths: ExperimentPaths, cfg: SearchConfig, evaluation, inputs: FitI
         return {**_described(inputs.everyone[trial_id]), **inputs.notes.get(trial_id, {})}
     summary = {"experiment": paths.tune_path, "select": LIBRARY if LIBRARY in pools else "top-k",
                "chosen": evaluation.chosen, "fit": inputs.fit, "folds": evaluation.folds,
+               # how each candidate met members made of fold models on test and would in the bundle; null: one network
+               "fold_form": {name: fold_form(f.combiner) for name, f in evaluation.fitted.items()}
+               if inputs.test_folds else None,
                "members": [described(t) for t in used],
                "ensemble": [{**described(t), "weight": w} for t, w in
                             zip(chosen.trial_ids, chosen.weights or [None] * len(chosen.trial_ids))],
@@ -272,11 +301,13 @@ def _described(member: Member) -> dict:
 
 
 def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialConfig, summary: dict, chosen_row: dict,
-                    overlap: float, member_cfgs: list[TrialConfig] | None = None) -> dict:
+                    overlap: float, member_cfgs: list[TrialConfig] | None = None, fold_form: str | None = None) -> dict:
     """What the bundle needs to predict as the members were trained: classes, normalisation, tile and the
     scale the search read images at (its resize, or null for each image's own size; members at a `scale` below 1
     shrink that input themselves); its members with their weights (greedy and library selection: times picked),
-    the encoder weights each started from and the scale each works at, and its scores with their 95 % intervals."""
+    the encoder weights each started from and the scale each works at, its combiner's kind and fold_form (how it
+    meets members made of fold models, combine.fold_form; null: one network a member), and its scores with their
+    95 % intervals."""
     members = summary["ensemble"] if member_cfgs is None else [
         {**member, "started_from": started_from(c), "scale": c.scale} for member, c in zip(summary["ensemble"],
                                                                                           member_cfgs)]
@@ -284,7 +315,7 @@ def bundle_manifest(cfg: SearchConfig, data: SegmentationData, trial_cfg: TrialC
             "in_channels": data.in_channels, "mean": trial_cfg.mean, "std": trial_cfg.std,
             "tile": bundle_tile(cfg.crop, member_cfgs), "overlap": overlap,
             "input_scale": None if cfg.resize is None else {"resize": [int(side) for side in cfg.resize]},
-            "members": members, "combiner": {"kind": summary["chosen"]},
+            "members": members, "combiner": {"kind": summary["chosen"], "fold_form": fold_form},
             "scores": {**{key: chosen_row[key] for key in SCORE_KEYS},
                        "excluded_from_mean": list(cfg.exclude_from_mean)}}
 
@@ -339,5 +370,6 @@ def eager_ensemble(paths: ExperimentPaths, folder: EnsemblePaths | None = None) 
     groups = [[load_model(file) for file in ([f] if isinstance(f, str) else f)] for f in files]
     combiner = build_combiner(KIND_OF[report["chosen"]], len(groups), len(manifest["classes"]))
     combiner.load_state_dict(torch.load(folder.combiner, map_location="cpu", weights_only=True))
-    members = averaged_members(groups, manifest["mean"], manifest["std"])
-    return EnsembleModule(members, combiner.eval(), manifest["mean"], manifest["std"]).eval()
+    # a bundle exported before fold_form was recorded applied every combiner to the fold averages
+    form = manifest["combiner"].get("fold_form")
+    return ensemble_module(groups, combiner.eval(), manifest["mean"], manifest["std"], form)

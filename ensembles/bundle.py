@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
-import torch.nn.functional as F
 
 from ensembles.combine import EnsembleModule
 from segtune.tiling import TILE_MULTIPLE
@@ -114,10 +113,11 @@ class Bundle:
 
 
 class _ExportedEnsemble(torch.nn.Module):
-    """The ensemble with its second output: per pixel, the share of members whose argmax is not the ensemble's.
+    """The ensemble with its second output: per pixel, the share of members whose argmax is not the ensemble's
+    (a member made of fold models: its fold average's).
 
-    Its probabilities are EnsembleModule.forward's, written out to reach the members' maps; the export
-    check compares them with the module's own forward, so the two cannot drift apart unnoticed.
+    Its probabilities are EnsembleModule.forward's (both from EnsembleModule.combined, whichever way the combiner
+    takes fold models); the export check compares them with the module's own forward.
     """
 
     def __init__(self, module: EnsembleModule):
@@ -125,9 +125,7 @@ class _ExportedEnsemble(torch.nn.Module):
         self.module = module
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = (images - self.module.mean) / self.module.std
-        members = torch.stack([F.softmax(member(x), 1) for member in self.module.members], 1)
-        probs = self.module.combiner(members)
+        probs, members = self.module.combined(images)
         differs = members.argmax(2) != probs.argmax(1, keepdim=True)
         return probs, differs.float().mean(1)
 

@@ -11,7 +11,9 @@ Every combiner maps member probabilities (B, M, K, H, W) to class probabilities 
 EnsembleModule wraps the members and a combiner into the one network that is exported; a member trained on other
 normalisation statistics than the ensemble's reads its input through Renormalised, one trained at a scale below 1
 (a share of the size the search read images at, which is the ensemble's input) through Rescaled. A member refitted on
-K folds (`segtune ensemble --refit-folds`) is its fold models averaged, nnU-Net's way, through FoldAverage.
+K folds (`segtune ensemble --refit-folds`) is its fold models averaged, nnU-Net's way, through FoldAverage; a
+combiner other than a weighted mean, fitted on one fold model's maps per image (out-of-fold), is then applied to each
+fold's models and its K outputs averaged (PerFold), since the fold averages are smoother than what it was fitted on.
 """
 
 from __future__ import annotations
@@ -85,20 +87,37 @@ def build_combiner(kind: str, members: int, classes: int, weights=None) -> nn.Mo
 class EnsembleModule(nn.Module):
     """Images on the 0..255 scale (B, C, H, W), H and W multiples of 32 -> class probabilities (B, K, H, W).
 
-    Normalisation is inside, so an exported bundle needs nothing but the image.
+    Normalisation is inside, so an exported bundle needs nothing but the image. With a PerFold combiner every member
+    is a FoldAverage and the combiner takes their fold models' maps fold by fold.
     """
 
     def __init__(self, members: list[nn.Module], combiner: nn.Module, mean, std):
         super().__init__()
+        if isinstance(combiner, PerFold) and not _same_fold_models(members):
+            raise ValueError("EnsembleModule: a combiner applied per fold (PerFold) needs every member made of the same "
+                             "number of fold models (FoldAverage); give members of one network the combiner itself")
         self.members = nn.ModuleList(members)
         self.combiner = combiner
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.combined(images)[0]
+
+    def combined(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ensemble's class probabilities (B, K, H, W) and each member's (B, M, K, H, W): a member made of fold
+        models gives their mean, whichever way the combiner takes them."""
         x = (images - self.mean) / self.std
+        if isinstance(self.combiner, PerFold):
+            folds = torch.stack([member.fold_probabilities(x) for member in self.members], 2)  # (B, F, M, K, H, W)
+            return self.combiner(folds), folds.mean(1)
         probs = torch.stack([F.softmax(member(x), 1) for member in self.members], 1)
-        return self.combiner(probs)
+        return self.combiner(probs), probs
+
+
+def _same_fold_models(members: list[nn.Module]) -> bool:
+    """Whether every member is made of fold models (FoldAverage), as many each."""
+    return all(isinstance(m, FoldAverage) for m in members) and len({len(m.networks) for m in members}) == 1
 
 
 class Renormalised(nn.Module):
@@ -158,15 +177,51 @@ class Rescaled(nn.Module):
 class FoldAverage(nn.Module):
     """One member made of several networks (a config's fold models): its output is the log of their mean class
     probabilities, so the softmax EnsembleModule takes of it gives that mean back (softmax(log p) = p when p sums to
-    1) and combiners and the disagreement output see one member, as they were fitted."""
+    1) and a weighted mean and the disagreement output see one member; a PerFold combiner reads each network's maps
+    (fold_probabilities) instead."""
 
     def __init__(self, networks: list[nn.Module]):
         super().__init__()
         self.networks = nn.ModuleList(networks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([F.softmax(network(x), 1) for network in self.networks]).mean(0)
-        return torch.log(probs.clamp_min(EPSILON * EPSILON))
+        return torch.log(self.fold_probabilities(x).mean(1).clamp_min(EPSILON * EPSILON))
+
+    def fold_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Each network's class probabilities, (B, F, K, H, W) in fold order: what PerFold combines fold by fold."""
+        return torch.stack([F.softmax(network(x), 1) for network in self.networks], 1)
+
+
+FOLD_AVERAGE, PER_FOLD = "fold_average", "per_fold"
+"""How a combiner meets members made of fold models: on each member's fold average, or per fold (PerFold)."""
+
+
+class PerFold(nn.Module):
+    """A combiner applied to each fold's members on their own, its outputs averaged: (B, F, M, K, H, W) probabilities
+    (fold f: every config's fold-f model, which did not train on fold f's images) -> mean over f of combiner(fold f's
+    (B, M, K, H, W)). A combiner fitted on out-of-fold maps saw one fold model's probabilities per image, never an
+    average of K, which is smoother; applied to the fold averages, a stacker meets inputs unlike those it was fitted
+    on (terrain tiles: context_head cv mIoU 0.32, test 0.22 that way)."""
+
+    def __init__(self, combiner: nn.Module):
+        super().__init__()
+        self.combiner = combiner
+
+    def forward(self, folds: torch.Tensor) -> torch.Tensor:
+        # the fold count is fixed by the members, so a traced network unrolls this loop
+        return torch.stack([self.combiner(folds[:, f]) for f in range(folds.shape[1])]).mean(0)
+
+
+def fold_form(combiner: nn.Module) -> str:
+    """PER_FOLD, or FOLD_AVERAGE for a weighted mean: its weighted mean of the members' fold averages is the fold
+    average of its weighted means (both linear), so one pass over the averages gives the same for less."""
+    return FOLD_AVERAGE if isinstance(combiner, WeightedMean) else PER_FOLD
+
+
+def for_fold_models(combiner: nn.Module) -> nn.Module:
+    """The combiner as an ensemble whose members are fold models (FoldAverage) applies it: PerFold unless fold_form
+    says the fold averages give the same."""
+    return combiner if fold_form(combiner) == FOLD_AVERAGE else PerFold(combiner)
 
 
 def at_scale(member: nn.Module, scale: float) -> nn.Module:

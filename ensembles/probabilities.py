@@ -5,7 +5,9 @@ Layout: <folder>/<trial_id>/<image_id>.npy, each (K, H, W) float16. A member's m
 a trial kept (keep_val_probabilities) are copied in rather than computed again; the ensemble computes
 the rest, test maps always, from the member's checkpoint in float32 on the CPU. A member refitted on K folds
 (`--refit-folds`) stores its fold models' out-of-fold maps on train and validation images, each image's from
-the fold model that did not train on it, and on test images the mean of its fold models' probabilities.
+the fold model that did not train on it, and on test images the mean of its fold models' probabilities and, in a
+folder of their own (<folds folder>/<fold>/<trial_id>/<image_id>.npy, read by fold_stores), each fold model's, which a
+stacker is scored on fold by fold (combine.PerFold).
 """
 
 from __future__ import annotations
@@ -50,26 +52,42 @@ def write_probabilities(members: list[Member], data: SegmentationData, image_ids
 
 @torch.no_grad()
 def write_averaged_probabilities(trial_id: str, checkpoints: list[Path], data: SegmentationData, image_ids: list[str],
-                                 folder: Path, log=print) -> None:
+                                 folder: Path, log=print, folds_folder: Path | None = None) -> None:
     """Store, as member `trial_id`'s maps, the mean of the class probabilities of the networks in `checkpoints` (one
     network: its own; a config's fold models: their average, as the exported FoldAverage computes it), averaged in
-    float32 and written as float16; images already stored are skipped."""
-    store = ProbabilityStore(folder, [trial_id])
-    missing = [i for i in image_ids if not store.file(trial_id, i).exists()]
+    float32 and written as float16; with `folds_folder`, each network's own maps too, network n's in fold_stores'
+    store n. Images whose maps are all stored are skipped."""
+    stores = [ProbabilityStore(folder, [trial_id])] + (fold_stores(folds_folder, [trial_id], len(checkpoints))
+                                                       if folds_folder is not None else [])
+    missing = [i for i in image_ids if not all(store.file(trial_id, i).exists() for store in stores)]
     if not missing:
         return
     models = [load_model(checkpoint) for checkpoint in checkpoints]
-    (store.folder / trial_id).mkdir(parents=True, exist_ok=True)
+    for store in stores:
+        (store.folder / trial_id).mkdir(parents=True, exist_ok=True)
     index = data.index_of()
     log(f"  {trial_id}: probabilities on {len(missing)} image(s)" + (f", the mean of {len(models)} networks"
-                                                                     if len(models) > 1 else ""))
+                                                                     if len(models) > 1 else "")
+        + (" and each network's own" if len(stores) > 1 else ""))
     for image_id in missing:
         image = data.images[index[image_id]]
         # each at its scale, at the image's size
         probs = torch.stack([torch.softmax(reference_logits(model, image, cfg).float(), 1)[0] for model, cfg in models])
-        target = store.file(trial_id, image_id)
-        np.save(target.with_suffix(".tmp.npy"), probs.mean(0).numpy().astype(np.float16))
-        target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
+        for store, maps in zip(stores, [probs.mean(0), *probs]):
+            _save_map(store.file(trial_id, image_id), maps.numpy().astype(np.float16))
+
+
+def fold_stores(folds_folder: Path, trial_ids: list[str], folds: int) -> list[ProbabilityStore]:
+    """One store a fold model: store f holds each member's fold-f network's maps (write_averaged_probabilities with
+    folds_folder), members in `trial_ids` order."""
+    return [ProbabilityStore(Path(folds_folder) / str(fold), trial_ids) for fold in range(folds)]
+
+
+def _save_map(target: Path, probs: np.ndarray) -> None:
+    if target.exists():  # written by an earlier call from the same networks
+        return
+    np.save(target.with_suffix(".tmp.npy"), probs)
+    target.with_suffix(".tmp.npy").replace(target)  # a crash never leaves a half-written map
 
 
 def import_val_probabilities(members: list[Member], shapes: dict[str, tuple[int, int]], folder: Path,

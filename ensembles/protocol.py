@@ -6,7 +6,9 @@
    validation maps for the library, whose greedy selection is rerun inside each fold.
 2. The candidate with the best cross-validated mIoU is chosen (the simpler one on a tie).
 3. Every candidate is refitted on all validation images and scored once on test, one confusion matrix
-   per test image (for the bootstrap intervals), for the table.
+   per test image (for the bootstrap intervals), for the table. Where the members are fold models (a refit's,
+   whose test maps come per fold too), a candidate that is not a weighted mean is scored as the exported
+   ensemble applies it: per fold, the outputs averaged (combine.PerFold).
 Nothing is fitted or chosen on test.
 """
 
@@ -19,6 +21,7 @@ import numpy as np
 import torch
 
 from ensembles.bootstrap import CandidateIntervals
+from ensembles.combine import PER_FOLD, PerFold, fold_form
 from ensembles.fit import CANDIDATES, ORDER, FitSettings, Fitted, fit_candidate
 from ensembles.probabilities import ProbabilityStore
 from segtune.metrics import confusion_matrix, iou_per_class, mean_iou
@@ -74,15 +77,28 @@ def make_folds(ids: list[str], folds: int, seed: int) -> list[list[str]]:
 
 
 @torch.no_grad()
-def image_matrices(fitted: Fitted, store: ProbabilityStore, masks: dict, ids: list[str], num_classes: int) -> np.ndarray:
-    """(N, K, K): one confusion matrix per image, one image's maps in memory at a time."""
-    members = store.subset(fitted.trial_ids)
+def image_matrices(fitted: Fitted, store: ProbabilityStore, masks: dict, ids: list[str], num_classes: int,
+                   folds: list[ProbabilityStore] = ()) -> np.ndarray:
+    """(N, K, K): one confusion matrix per image, one image's maps in memory at a time; `folds` as for
+    combined_probabilities."""
     matrices = np.zeros((len(ids), num_classes, num_classes), dtype=np.int64)
     for n, image_id in enumerate(ids):
-        probs = fitted.combiner(torch.from_numpy(members.stack(image_id))[None])
+        probs = combined_probabilities(fitted, store, image_id, folds)
         matrices[n] = confusion_matrix(torch.from_numpy(masks[image_id].astype(np.int64)), probs.argmax(1)[0],
                                        num_classes).numpy()
     return matrices
+
+
+@torch.no_grad()
+def combined_probabilities(fitted: Fitted, store: ProbabilityStore, image_id: str,
+                           folds: list[ProbabilityStore] = ()) -> torch.Tensor:
+    """(1, K, H, W): the candidate on one image, from its members' maps in `store`; with `folds` (one store a fold
+    model, probabilities.fold_stores: members made of fold models, `store` holding their averages) a combiner
+    fold_form says PER_FOLD is applied per fold and averaged, as the exported ensemble does."""
+    if folds and fold_form(fitted.combiner) == PER_FOLD:
+        maps = np.stack([fold.subset(fitted.trial_ids).stack(image_id) for fold in folds])  # (F, M, K, H, W)
+        return PerFold(fitted.combiner)(torch.from_numpy(maps)[None])
+    return fitted.combiner(torch.from_numpy(store.subset(fitted.trial_ids).stack(image_id))[None])
 
 
 def score(fitted: Fitted, store: ProbabilityStore, masks: dict, ids: list[str], num_classes: int) -> np.ndarray:
@@ -93,10 +109,12 @@ def score(fitted: Fitted, store: ProbabilityStore, masks: dict, ids: list[str], 
 def evaluate_candidates(store: ProbabilityStore, masks: dict, val_ids: list[str], test_ids: list[str],
                         settings: FitSettings, folds: int = 5, candidates=CANDIDATES,
                         pools: dict[str, list[str]] | None = None, log=print,
-                        before_test: Callable[[list[str]], None] = lambda trial_ids: None) -> Evaluation:
+                        before_test: Callable[[list[str]], None] = lambda trial_ids: None,
+                        test_folds: list[ProbabilityStore] = ()) -> Evaluation:
     """pools: candidate -> the trial ids it may use (default: every member of the store);
     before_test(trial_ids) is called with the members the fitted candidates use before test is scored
-    (build writes their test maps then)."""
+    (build writes their test maps then); test_folds: each fold model's test maps (a refit exporting fold models),
+    on which test scores the candidates combined_probabilities applies per fold."""
     unknown = [c for c in candidates if c not in ORDER]
     if unknown:
         raise ValueError(f"option candidates: unknown {unknown}; choose from {', '.join(ORDER)}")
@@ -116,5 +134,5 @@ def evaluate_candidates(store: ProbabilityStore, masks: dict, val_ids: list[str]
             chosen = name
     fitted = {name: fit_candidate(name, pool[name], masks, val_ids, settings) for name in candidates}
     before_test(list(dict.fromkeys(t for f in fitted.values() for t in f.trial_ids)))
-    test = {name: image_matrices(fitted[name], store, masks, test_ids, k) for name in candidates}
+    test = {name: image_matrices(fitted[name], store, masks, test_ids, k, test_folds) for name in candidates}
     return Evaluation(cv, test, fitted, chosen, split)

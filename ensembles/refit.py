@@ -6,13 +6,16 @@ probabilities of the fold model that did not train on it. The candidates (best s
 selection, the stackers) are cross-validated, chosen and fitted on those out-of-fold maps, many more images than
 the validation split, and the test split is scored once, at the end, as without a refit. An exported member is a
 config's K fold models averaged (FoldAverage; their mean is also its test map), or with --refit-all that config
-retrained once on all of train+val (K x M + M trials then). The report adds one reference row, search_best: the
+retrained once on all of train+val (K x M + M trials then). With fold models, a stacker (pixel_logistic,
+context_head), fitted on one fold model's maps an image, is applied on test and in the bundle to each fold's models
+and its K outputs averaged (combine.PerFold), not to the smoother fold averages; a weighted mean takes the
+averages, which gives the same. The report adds one reference row, search_best: the
 search's best trial as the search trained it (its own checkpoint, the member a validation fit would use), scored on
 test with the same resamples, its gain the chosen candidate's over it; never chosen, never exported.
 
 Everything goes to <experiment>/segtune/ensemble/refit-k<K>-top<M>[-all]/: plan.json, trials/ (Ray's experiment),
-probabilities/ (out-of-fold maps on train+val, exported members' maps on test), search_best/ (the search's best
-trial's test maps), report.json/.csv, plots/, combiner.pt and bundle/.
+probabilities/ (out-of-fold maps on train+val, exported members' maps on test), fold_probabilities/ (each fold
+model's test maps), search_best/ (the search's best trial's test maps), report.json/.csv, plots/, combiner.pt and bundle/.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 from ensembles.build import EnsembleResult, FitInputs, finish_ensemble
 from ensembles.fit import LIBRARY
 from ensembles.members import Member
-from ensembles.probabilities import ProbabilityStore, write_averaged_probabilities
+from ensembles.probabilities import ProbabilityStore, fold_stores, write_averaged_probabilities
 from search.config import SearchConfig
 from search.fixed import fixed_trial_params
 from search.refit import ALL, RefitConfig, RefitOutcome, RefitPlan, refit_epochs, run_refit
@@ -125,17 +128,19 @@ def build_refit_ensemble(paths: ExperimentPaths, cfg: SearchConfig, data: Segmen
                                          list(held_out), folder.probabilities)
     ids = [c.trial_id for c in complete]
     test_ids = splits.get("test", [])
+    folds_folder = None if plan.refit_all else folder.fold_probabilities
     inputs = FitInputs(
         ProbabilityStore(folder.probabilities, ids), {"top": ids[:top_k], **({LIBRARY: ids} if library else {})},
         {t: by_id[t] for t in ids}, plan.train_val, checkpoints,
-        lambda used: [write_averaged_probabilities(t, checkpoints[t], data, test_ids, folder.probabilities)
-                      for t in used],
+        lambda used: [write_averaged_probabilities(t, checkpoints[t], data, test_ids, folder.probabilities,
+                                                   folds_folder=folds_folder) for t in used],
         {"on": "out-of-fold", "images": len(plan.train_val), "refit_folds": options.folds, "refit_top": options.top,
          "export": ALL if plan.refit_all else "folds", "trials": len(outcome.trials), "trials_run_now": len(outcome.ran),
          "trial_seconds": round(outcome.trial_seconds), "wall_seconds_now": round(outcome.seconds),
          "configs_left_out": ",".join(
              c.trial_id for c in plan.configs if c not in complete)},
-        {c.trial_id: _notes(c, outcome) for c in complete}, reference=members[0])
+        {c.trial_id: _notes(c, outcome) for c in complete}, reference=members[0],
+        test_folds=[] if folds_folder is None else fold_stores(folds_folder, ids, len(plan.folds)))
     return finish_ensemble(folder, paths, cfg, data, test_ids, inputs, candidates, folds, seed, overlap, tracker,
                            register_name, resamples)
 

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ensembles.probabilities import ProbabilityStore
+from ensembles.protocol import combined_probabilities
 from segtune.data import SegmentationData
 from segtune.paths import EnsemblePaths
 from segtune.plots import image_and_truth, picture_grid, plt, save_figure
@@ -98,12 +99,13 @@ def plot_class_iou(rows: list[dict], class_names: list[str], path: Path) -> Path
 
 @torch.no_grad()
 def plot_test_predictions(fitted: dict, store: ProbabilityStore, data: SegmentationData, ids: list[str],
-                          path: Path) -> Path:
-    """A few test images: image, ground truth, then each candidate's prediction."""
+                          path: Path, folds: list[ProbabilityStore] = ()) -> Path:
+    """A few test images: image, ground truth, then each candidate's prediction, as test scored it (`folds`: as for
+    protocol.combined_probabilities)."""
     palette = np.array(data.palette, dtype=np.uint8)
     rows = []
     for image_id in ids:
-        predictions = [(palette[f.combiner(torch.from_numpy(store.subset(f.trial_ids).stack(image_id))[None])
-                                .argmax(1)[0].numpy()], name) for name, f in fitted.items()]
+        predictions = [(palette[combined_probabilities(f, store, image_id, folds).argmax(1)[0].numpy()], name)
+                       for name, f in fitted.items()]
         rows.append(image_and_truth(data, image_id) + predictions)
     return picture_grid(rows, path)

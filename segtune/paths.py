@@ -34,6 +34,11 @@ class EnsemblePaths:
         return self.root / "probabilities"
 
     @property
+    def fold_probabilities(self) -> Path:
+        """A refit's fold models' own test maps, one folder a fold: <fold>/<member>/<image_id>.npy."""
+        return self.root / "fold_probabilities"
+
+    @property
     def report(self) -> Path:
         """Every candidate's scores, the members and their checkpoints (report.json)."""
         return self.root / "report.json"

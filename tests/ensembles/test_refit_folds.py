@@ -14,10 +14,12 @@ from test_bootstrap import A, B, C1, C2
 
 from ensembles.bootstrap import RESAMPLES, bootstrap_intervals
 from ensembles.build import reference_row
-from ensembles.combine import FoldAverage, WeightedMean
+from ensembles.combine import (FOLD_AVERAGE, PER_FOLD, EnsembleModule, FoldAverage, PerFold, PixelLogistic, WeightedMean,
+                               fold_form, for_fold_models)
 from ensembles.fit import Fitted
 from ensembles.members import Member
-from ensembles.protocol import Evaluation
+from ensembles.probabilities import ProbabilityStore, fold_stores
+from ensembles.protocol import Evaluation, combined_probabilities
 from ensembles.refit import RefitOptions, plan_refit
 from ensembles.report import REFERENCE, format_table, reference_line, write_table
 from ensembles.run import main as ensemble_main
@@ -104,19 +106,83 @@ def test_a_refit_folder_resumes_only_the_plan_it_was_started_with(synthetic, tmp
         check_saved_plan(other, saved)
 
 
+class Constant(torch.nn.Module):
+    """A network whose logits are the same at every pixel of every image."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.register_buffer("logits", torch.tensor(logits, dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return self.logits.expand(x.shape[0], -1, *x.shape[2:])
+
+
+def _giving(probs) -> Constant:
+    """A network whose class probabilities are `probs` everywhere (softmax of log p is p when p sums to 1)."""
+    return Constant([float(np.log(p)) for p in probs])
+
+
 def test_fold_average_gives_the_mean_of_its_networks_probabilities():
-    class Constant(torch.nn.Module):
-        def __init__(self, logits):
-            super().__init__()
-            self.register_buffer("logits", torch.tensor(logits).view(1, -1, 1, 1))
-
-        def forward(self, x):
-            return self.logits.expand(x.shape[0], -1, *x.shape[2:])
-
     # logits [0, 0] -> [0.5, 0.5]; [log 3, 0] -> [0.75, 0.25]; their mean [0.625, 0.375]
     average = FoldAverage([Constant([0.0, 0.0]), Constant([float(np.log(3.0)), 0.0])])
     probs = torch.softmax(average(torch.zeros(1, 3, 2, 2)), 1)
     assert torch.allclose(probs[0, :, 0, 0], torch.tensor([0.625, 0.375]), atol=1e-6)
+
+
+# two configs' fold models: A gives [0.5, 0.5] in fold 0, [0.9, 0.1] in fold 1; B [0.9, 0.1], then [0.5, 0.5]
+FOLD_MAPS = {"A": ([0.5, 0.5], [0.9, 0.1]), "B": ([0.9, 0.1], [0.5, 0.5])}
+
+
+def _stores(folder) -> tuple[ProbabilityStore, list[ProbabilityStore]]:
+    """FOLD_MAPS on one 2x3 test image as a refit stores them: each fold model's maps and each config's average."""
+    averages = ProbabilityStore(folder / "probabilities", ["A", "B"])
+    folds = fold_stores(folder / "fold_probabilities", ["A", "B"], 2)
+    for trial_id, maps in FOLD_MAPS.items():
+        for store, probs in zip([averages, *folds], [np.mean(maps, 0), *maps]):
+            store.file(trial_id, "x").parent.mkdir(parents=True, exist_ok=True)
+            np.save(store.file(trial_id, "x"), np.broadcast_to(np.array(probs, np.float32)[:, None, None], (2, 2, 3)))
+    return averages, folds
+
+
+def test_a_stacker_of_fold_models_is_applied_per_fold_and_averaged_in_the_bundle_and_on_test(tmp_path):
+    # pixel_logistic at its start: the normalised geometric mean of the members. Per fold, both folds alike:
+    # sqrt(0.5 * 0.9) : sqrt(0.5 * 0.1) = 3 : 1 -> [0.75, 0.25], so their mean is [0.75, 0.25]; on the fold averages
+    # (A and B both [0.7, 0.3]) it would give [0.7, 0.3]
+    stacker = PixelLogistic(2, 2).eval()
+    assert fold_form(stacker) == PER_FOLD and isinstance(for_fold_models(stacker), PerFold)
+    members = [FoldAverage([_giving(p) for p in FOLD_MAPS[c]]) for c in "AB"]
+    images = torch.zeros(1, 3, 2, 3)
+    with torch.no_grad():
+        per_fold = EnsembleModule(members, for_fold_models(stacker), [0.5] * 3, [0.2] * 3)(images)
+        averaged = EnsembleModule(members, stacker, [0.5] * 3, [0.2] * 3)(images)
+    assert torch.allclose(per_fold[0, :, 1, 2], torch.tensor([0.75, 0.25]), atol=1e-6)
+    assert torch.allclose(averaged[0, :, 1, 2], torch.tensor([0.7, 0.3]), atol=1e-6)
+    averages, folds = _stores(tmp_path)  # test scoring, from the stored maps, agrees with the bundle's network
+    with torch.no_grad():
+        scored = combined_probabilities(Fitted(["A", "B"], stacker), averages, "x", folds)
+        unfolded = combined_probabilities(Fitted(["A", "B"], stacker), averages, "x")
+    assert torch.allclose(scored[0, :, 1, 2], torch.tensor([0.75, 0.25]), atol=1e-3)  # maps stored as float16
+    assert torch.allclose(unfolded[0, :, 1, 2], torch.tensor([0.7, 0.3]), atol=1e-3)
+    with pytest.raises(ValueError, match="needs every member made of the same number of fold models"):
+        EnsembleModule([members[0], _giving([0.5, 0.5])], for_fold_models(stacker), [0.5] * 3, [0.2] * 3)
+
+
+def test_a_weighted_mean_of_fold_models_gives_the_same_on_the_fold_averages_as_per_fold(tmp_path):
+    torch.manual_seed(0)
+    members = [FoldAverage([torch.nn.Conv2d(3, 4, 1) for _ in range(3)]) for _ in range(2)]  # 2 configs, 3 folds
+    combiner = WeightedMean([1.0, 3.0])
+    assert fold_form(combiner) == FOLD_AVERAGE and for_fold_models(combiner) is combiner  # the cheaper path
+    images = torch.rand(2, 3, 32, 64) * 255
+    with torch.no_grad():
+        averaged = EnsembleModule(members, for_fold_models(combiner), [0.4] * 3, [0.3] * 3)(images)
+        per_fold = EnsembleModule(members, PerFold(combiner), [0.4] * 3, [0.3] * 3)(images)
+    assert (averaged - per_fold).abs().max() < 1e-5 and averaged.std() > 1e-2  # the members are not uniform
+    averages, folds = _stores(tmp_path)  # on test: A and B both average [0.7, 0.3], whichever form
+    with torch.no_grad():
+        scored = combined_probabilities(Fitted(["A", "B"], combiner, [1.0, 3.0]), averages, "x", folds)
+        by_hand = PerFold(combiner)(torch.from_numpy(np.stack([f.stack("x") for f in folds]))[None])
+    assert torch.allclose(scored, by_hand, atol=1e-3) and torch.allclose(scored[0, :, 0, 0], torch.tensor([0.7, 0.3]),
+                                                                          atol=1e-3)
 
 
 # the search_best row on two test images, test_bootstrap's hand-worked matrices: resamples (1, 1), (1, 2), (2, 1), (2, 2)
@@ -389,6 +455,32 @@ def test_a_third_run_starts_no_ray_and_bad_options_are_refused_before_ray(refitt
         with pytest.raises(SystemExit, match=refusal):
             ensemble_main([str(outcome.paths.root), *options])
     assert not {"refit-k2-top3", "refit-k99-top2", "refit-k1-top5"} & {p.name for p in folder.parent.iterdir()}
+
+
+@pytest.mark.slow
+def test_a_stacker_chosen_over_fold_models_is_scored_as_its_bundle_predicts(refitted, tmp_path):
+    cfg, outcome, plan, folder, data, splits, _ = refitted
+    from ensembles.bundle import load_bundle
+    from ensembles.predict import predict_image
+    from segtune.metrics import confusion_matrix, mean_iou
+    assert ensemble_main([str(outcome.paths.root), "--refit-folds", "2", "--refit-top", "2", "--folds", "2",
+                          "--candidates", "context_head", "--no-register"]) == 0
+    report = json.loads((folder / "report.json").read_text())
+    manifest = json.loads((folder / "bundle" / "manifest.json").read_text())
+    assert report["chosen"] == "context_head" and report["fold_form"] == {"context_head": PER_FOLD}
+    assert manifest["combiner"] == {"kind": "context_head", "fold_form": PER_FOLD}
+    ids = [c.trial_id for c in plan.configs]
+    assert all(sorted(p.stem for p in (folder / "fold_probabilities" / str(f) / t).glob("*.npy")) == sorted(
+        splits["test"]) for f in (0, 1) for t in ids)  # each fold model's own test maps
+    bundle, index = load_bundle(folder / "bundle", "onnx"), data.index_of()
+    exclude = tuple(data.classes.index(c) for c in cfg.exclude_from_mean)
+    matrix = np.zeros((data.num_classes,) * 2, dtype=np.int64)
+    for image_id in splits["test"]:  # `segtune predict`'s path, image by image
+        predicted = predict_image(bundle, data.images[index[image_id]]).argmax(0)
+        matrix += confusion_matrix(torch.from_numpy(data.masks[index[image_id]].astype(np.int64)),
+                                   torch.from_numpy(predicted), data.num_classes).numpy()
+    row = next(r for r in report["candidates"] if r["chosen"])
+    assert mean_iou(matrix, exclude) == pytest.approx(row["test_miou"], abs=1e-3)  # test maps are stored float16
 
 
 @pytest.mark.slow
