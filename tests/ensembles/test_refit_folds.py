@@ -15,7 +15,7 @@ from test_bootstrap import A, B, C1, C2
 from ensembles.bootstrap import RESAMPLES, bootstrap_intervals
 from ensembles.build import reference_row
 from ensembles.combine import (FOLD_AVERAGE, PER_FOLD, EnsembleModule, FoldAverage, PerFold, PixelLogistic, WeightedMean,
-                               fold_form, for_fold_models)
+                               fold_form)
 from ensembles.fit import Fitted
 from ensembles.members import Member
 from ensembles.probabilities import ProbabilityStore, fold_stores
@@ -149,11 +149,11 @@ def test_a_stacker_of_fold_models_is_applied_per_fold_and_averaged_in_the_bundle
     # sqrt(0.5 * 0.9) : sqrt(0.5 * 0.1) = 3 : 1 -> [0.75, 0.25], so their mean is [0.75, 0.25]; on the fold averages
     # (A and B both [0.7, 0.3]) it would give [0.7, 0.3]
     stacker = PixelLogistic(2, 2).eval()
-    assert fold_form(stacker) == PER_FOLD and isinstance(for_fold_models(stacker), PerFold)
+    assert fold_form(stacker) == PER_FOLD
     members = [FoldAverage([_giving(p) for p in FOLD_MAPS[c]]) for c in "AB"]
     images = torch.zeros(1, 3, 2, 3)
     with torch.no_grad():
-        per_fold = EnsembleModule(members, for_fold_models(stacker), [0.5] * 3, [0.2] * 3)(images)
+        per_fold = EnsembleModule(members, PerFold(stacker), [0.5] * 3, [0.2] * 3)(images)
         averaged = EnsembleModule(members, stacker, [0.5] * 3, [0.2] * 3)(images)
     assert torch.allclose(per_fold[0, :, 1, 2], torch.tensor([0.75, 0.25]), atol=1e-6)
     assert torch.allclose(averaged[0, :, 1, 2], torch.tensor([0.7, 0.3]), atol=1e-6)
@@ -164,17 +164,17 @@ def test_a_stacker_of_fold_models_is_applied_per_fold_and_averaged_in_the_bundle
     assert torch.allclose(scored[0, :, 1, 2], torch.tensor([0.75, 0.25]), atol=1e-3)  # maps stored as float16
     assert torch.allclose(unfolded[0, :, 1, 2], torch.tensor([0.7, 0.3]), atol=1e-3)
     with pytest.raises(ValueError, match="needs every member made of the same number of fold models"):
-        EnsembleModule([members[0], _giving([0.5, 0.5])], for_fold_models(stacker), [0.5] * 3, [0.2] * 3)
+        EnsembleModule([members[0], _giving([0.5, 0.5])], PerFold(stacker), [0.5] * 3, [0.2] * 3)
 
 
 def test_a_weighted_mean_of_fold_models_gives_the_same_on_the_fold_averages_as_per_fold(tmp_path):
     torch.manual_seed(0)
     members = [FoldAverage([torch.nn.Conv2d(3, 4, 1) for _ in range(3)]) for _ in range(2)]  # 2 configs, 3 folds
     combiner = WeightedMean([1.0, 3.0])
-    assert fold_form(combiner) == FOLD_AVERAGE and for_fold_models(combiner) is combiner  # the cheaper path
+    assert fold_form(combiner) == FOLD_AVERAGE  # the cheaper path: the combiner on the fold averages
     images = torch.rand(2, 3, 32, 64) * 255
     with torch.no_grad():
-        averaged = EnsembleModule(members, for_fold_models(combiner), [0.4] * 3, [0.3] * 3)(images)
+        averaged = EnsembleModule(members, combiner, [0.4] * 3, [0.3] * 3)(images)
         per_fold = EnsembleModule(members, PerFold(combiner), [0.4] * 3, [0.3] * 3)(images)
     assert (averaged - per_fold).abs().max() < 1e-5 and averaged.std() > 1e-2  # the members are not uniform
     averages, folds = _stores(tmp_path)  # on test: A and B both average [0.7, 0.3], whichever form
