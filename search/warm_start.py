@@ -17,6 +17,10 @@ number outside its range is clipped to it, a choice it does not offer skips the 
 config lacks is left to the sampler. A config equal, once mapped, to a recipe or to one queued before is
 skipped as a duplicate. What was queued, dropped, clipped and skipped is printed, saved as
 segtune/warm_start.json and logged to the MLflow parent run.
+
+starting_points gives what a new search tries before them: the preset's recipes and, with start_from_default,
+segtune's one default model (spaces.DEFAULT_MODEL) mapped the same way, except that a value the space does not offer
+is left to the sampler instead of skipping the model.
 """
 
 from __future__ import annotations
@@ -170,11 +174,15 @@ def starting_points(cfg: SearchConfig, space) -> tuple[list[dict], list[str]]:
     if any(map_into_space(recipe, space).params == mapped.params for recipe in points):
         return points, ["start_from_default: segtune's default model is a recipe of this preset, queued once"]
     notes = [f"not in this space: {', '.join(mapped.dropped)}" if mapped.dropped else "",
-             "clipped " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in mapped.clipped.items())
-             if mapped.clipped else "", *(f"left to the sampler: {refusal}" for refusal in refusals)]
+             _clipped_text(mapped.clipped), *(f"left to the sampler: {refusal}" for refusal in refusals)]
     head = (f"start_from_default: segtune's default model queued after {len(points)} recipe(s): "
             + ", ".join(f"{k}={mapped.params[k]!r}" for k in DEFAULT_MODEL if k in mapped.params))
     return [*points, mapped.params], [head, *(f"  {note}" for note in notes if note)]
+
+
+def _clipped_text(clipped: dict[str, list]) -> str:
+    """'clipped lr 0.05 -> 0.01, ...' for a Mapped's clipped values; empty when none was."""
+    return "clipped " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in clipped.items()) if clipped else ""
 
 
 def _mapped(params: dict, space) -> Mapped:
@@ -287,8 +295,7 @@ class WarmEntry:
     def describe(self) -> str:
         head = f"  {self.status} {self.experiment} trial {self.trial} (val mIoU {self.val_miou:.4f})"
         changes = [f"dropped {', '.join(self.dropped)}" if self.dropped else "",
-                   "clipped " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.clipped.items())
-                   if self.clipped else "",
+                   _clipped_text(self.clipped),
                    f"sampled {', '.join(self.sampled)}" if self.sampled else "", self.reason]
         changes = [c for c in changes if c]
         return head + (": " + "; ".join(changes) if changes else "")
