@@ -241,6 +241,18 @@ def compute_table(summary: list[dict], reference: dict | None) -> list[str]:
     return lines
 
 
+def legend_label(strategy: str, width: int = 40) -> str:
+    """A strategy name broken into lines of about `width` characters at its ':' options, for a legend beside a plot."""
+    lines = [""]
+    for part in strategy.split(":"):
+        piece = part if not lines[-1] else ":" + part
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("  :" + part)
+        else:
+            lines[-1] += piece
+    return "\n".join(lines)
+
+
 def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
@@ -248,15 +260,15 @@ def plot_anytime(rows: list[dict], budget: int, path: Path) -> Path:
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for strategy, (epochs, median, low, high) in anytime_bands(rows, budget).items():
         shown = [i for i, value in enumerate(low) if value > float("-inf")]  # from the epoch every seed has a score
-        line, = axes.step([epochs[i] for i in shown], [median[i] for i in shown], where="post", label=strategy)
+        line, = axes.step([epochs[i] for i in shown], [median[i] for i in shown], where="post",
+                          label=legend_label(strategy))
         axes.fill_between([epochs[i] for i in shown], [low[i] for i in shown], [high[i] for i in shown], step="post",
                           alpha=0.2, color=line.get_color())
     axes.set_xlabel("epochs spent (all trials)")
     axes.set_ylabel("best val mIoU so far")
     axes.set_title("median and min-max over seeds")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small", frameon=False)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(figure)
     return path
 

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from bench.compare_searchers import (anytime_bands, anytime_rows, format_summary, plot_anytime, run_overrides,
-                                     summarise)
+from bench.compare_searchers import (anytime_bands, anytime_rows, format_summary, legend_label, plot_anytime,
+                                     run_overrides, summarise)
 from search import load_config
 
 BUDGET = 4
@@ -77,6 +77,12 @@ def test_anytime_bands_give_median_and_min_max_per_epoch(tmp_path):
     assert anytime_bands(rows(), BUDGET)["default"][2][:3] == [-math.inf] * 3
     png = plot_anytime(rows(), BUDGET, tmp_path / "anytime.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_long_strategy_name_is_broken_at_its_options_for_the_legend():
+    assert legend_label("tpe+asha") == "tpe+asha"
+    assert legend_label("tpe+asha:max_epochs=48:start_from_default=true:max_concurrent_trials=1", width=30) == (
+        "tpe+asha:max_epochs=48\n  :start_from_default=true\n  :max_concurrent_trials=1")
 
 
 def test_seeds_change_the_searcher_and_trials_never_the_splits(tmp_path):
