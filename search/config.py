@@ -58,7 +58,7 @@ class SearchConfig:
     evaluate_recipes: bool = True
     """Try the preset's starting recipes (the reports' final settings) before TPE's own proposals."""
     start_from_default: bool = False
-    """Queue segtune's one default model (Unet tu-resnet18 d4, CE+Dice, AdamW 1e-3, cosine) after the recipes, as far as the space offers its values."""
+    """Queue segtune's one default model (Unet tu-resnet18 d4, CE+Dice, AdamW 1e-3, cosine) first, before the recipes, as far as the space offers its values."""
     warm_start: tuple[str, ...] = ()
     """Earlier searches whose best configs are tried next (names under storage_path or experiment folders), or auto: those whose data fingerprint is alike."""
     warm_start_configs: int = 3

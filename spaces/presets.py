@@ -71,7 +71,7 @@ RECIPES = {
 
 # segtune's one default model for any data: Unet, a light timm encoder, CE+Dice, AdamW at 1e-3, a cosine
 # schedule after a 1-epoch warm-up, batch 8, flips. bench/compare_searchers.py trains it alone with a whole
-# budget (its `default` row); `start_from_default: true` queues it as a search's first point after the recipes.
+# budget (its `default` row); `start_from_default: true` queues it as a search's first point, before the recipes.
 DEFAULT_MODEL = {"architecture": "Unet", "encoder": "tu-resnet18", "encoder_depth": 4, "loss": "cross_entropy_dice",
                  "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine",
                  "scheduler_warmup_epochs": 1, "batch_size": 8, "flip": True}

@@ -78,23 +78,27 @@ def test_the_default_model_keeps_what_the_space_offers_and_leaves_a_value_it_doe
     assert refusals == ["loss='cross_entropy_dice' is not among the space's choices ['dice', 'focal']"]
 
 
-def test_a_search_starts_from_the_recipes_then_the_default_model_once(monkeypatch):
+def test_a_search_starts_from_the_default_model_then_the_recipes_and_queues_each_once(monkeypatch):
     crop_weed = {"space": "crop_weed", "space_overrides": {"encoder": ["tu-resnet18", "resnet18"]}}
     recipe = RECIPES["crop_weed"][0]
     space = get_space(crop_weed["space"], crop_weed["space_overrides"])
     assert starting_points(load_config(None, crop_weed), space) == ([recipe], [])  # off unless asked
     points, lines = starting_points(load_config(None, {**crop_weed, "start_from_default": True}), space)
-    assert points[0] == recipe and {k: points[1][k] for k in DEFAULT_MODEL} == DEFAULT_MODEL
-    assert points[1]["shift_scale_rotate"] == 0.0 and points[1]["early_stop_patience"] is None  # the rest: defaults
-    assert lines == ["start_from_default: segtune's default model queued after 1 recipe(s): architecture='Unet', "
-                     "encoder='tu-resnet18', encoder_depth=4, loss='cross_entropy_dice', optimizer='adamw', "
-                     "lr=0.001, weight_decay=0.0001, scheduler='cosine', scheduler_warmup_epochs=1, batch_size=8, "
-                     "flip=True"]
-    assert starting_points(load_config(None, {**crop_weed, "start_from_default": True, "num_samples": 1}),
-                           space) == ([recipe], [])  # no room left after the recipe
-    monkeypatch.setitem(RECIPES, "crop_weed", [points[1]])
+    # first: ASHA lets the first trial to reach an empty rung go on, so the first queued config runs longest
+    assert {k: points[0][k] for k in DEFAULT_MODEL} == DEFAULT_MODEL and points[1:] == [recipe]
+    assert points[0]["shift_scale_rotate"] == 0.0 and points[0]["early_stop_patience"] is None  # the rest: defaults
+    assert lines == ["start_from_default: segtune's default model queued first, before 1 recipe(s): "
+                     "architecture='Unet', encoder='tu-resnet18', encoder_depth=4, loss='cross_entropy_dice', "
+                     "optimizer='adamw', lr=0.001, weight_decay=0.0001, scheduler='cosine', "
+                     "scheduler_warmup_epochs=1, batch_size=8, flip=True"]
+    only_one, _ = starting_points(load_config(None, {**crop_weed, "start_from_default": True, "num_samples": 1}), space)
+    assert only_one == points[:1]  # one trial: the default, not the recipe
+    no_recipes, _ = starting_points(load_config(None, {**crop_weed, "start_from_default": True,
+                                                       "evaluate_recipes": False}), space)
+    assert no_recipes == points[:1]
+    monkeypatch.setitem(RECIPES, "crop_weed", [recipe, points[0]])
     assert starting_points(load_config(None, {**crop_weed, "start_from_default": True}), space) == \
-        ([points[1]], ["start_from_default: segtune's default model is a recipe of this preset, queued once"])
+        ([points[0], recipe], ["start_from_default: segtune's default model is a recipe of this preset, queued once, first"])
 
 
 def test_a_boolean_is_not_taken_for_a_number_among_choices():
