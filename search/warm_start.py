@@ -331,8 +331,9 @@ class WarmStart:
                 "warm_start_queued": len(self.queued)}
 
     def describe(self, recipes: int) -> str:
+        """`recipes`: the configs queued before these (starting_points: the default model, the recipes)."""
         head = (f"warm start ({','.join(self.requested)}): {len(self.queued)} config(s) from "
-                f"{len(self.sources)} earlier search(es) queued after {recipes} recipe(s), at most {self.limit}")
+                f"{len(self.sources)} earlier search(es) queued after {recipes} starting config(s), at most {self.limit}")
         return "\n".join([head, *self.lines, *(entry.describe() for entry in self.entries)])
 
 

@@ -163,7 +163,7 @@ def test_each_searchs_best_in_turn_mapped_deduplicated_against_the_recipes_and_c
     assert [s["experiment"] for s in warm.sources] == ["a", "b"]
     assert warm.mlflow_params() == {"warm_start_sources": "a,b", "warm_start_queued": 2}
     text = warm.describe(recipes=1)
-    assert "warm start (a,b): 2 config(s) from 2 earlier search(es) queued after 1 recipe(s), at most 3" in text
+    assert "warm start (a,b): 2 config(s) from 2 earlier search(es) queued after 1 starting config(s), at most 3" in text
     assert "  queued b trial b_2 (val mIoU 0.5000): clipped lr 0.5 -> 0.01" in text
 
 
@@ -243,18 +243,23 @@ def test_the_queued_configs_are_the_first_trials_the_search_runs(local_ray, tmp_
     best, second = earlier.leaderboard[:2]
     assert 2e-3 <= second.params["lr"] <= 8e-3  # so the recipe below keeps its lr under the narrower range
     monkeypatch.setitem(RECIPES, "smoke", [second.params])  # a recipe equal to the earlier search's second best
-    outcome = dummy_search(tmp_path, "warm", num_samples=4, n_startup_trials=2, warm_start_configs=2,
-                           warm_start="earlier", space_overrides={"lr": {"low": 2e-3, "high": 8e-3}})
+    narrower = {"lr": {"low": 2e-3, "high": 8e-3}}
+    outcome = dummy_search(tmp_path, "warm", num_samples=5, n_startup_trials=2, warm_start_configs=2,
+                           warm_start="earlier", space_overrides=narrower, start_from_default=True)
     warm = json.loads(outcome.paths.warm_start.read_text())
     assert [(c["trial"], c["status"]) for c in warm["configs"]] == [(best.trial_id, "queued"),
                                                                      (second.trial_id, "duplicate")]
     queued = [{**best.params, "lr": min(max(best.params["lr"], 2e-3), 8e-3)}]
     assert [c["params"] for c in warm["configs"][:1]] == queued
-    first = sorted(outcome.searcher.study.trials, key=lambda trial: trial.number)[:2]
-    assert [trial.params for trial in first] == [second.params, *queued]  # the recipe, then the warm config
+    first = sorted(outcome.searcher.study.trials, key=lambda trial: trial.number)[:3]
+    default = default_start(get_space("smoke", narrower))[0].params  # lr 1e-3 clipped to 2e-3; the encoder sampled
+    assert default == {"architecture": "Unet", "loss": "cross_entropy_dice", "lr": 2e-3}
+    # segtune's default model, then the recipe, then the warm config
+    assert {k: first[0].params[k] for k in default} == default
+    assert [trial.params for trial in first[1:]] == [second.params, *queued]
     started = list(dict.fromkeys(row.split(",")[0] for row in outcome.paths.epochs.read_text().splitlines()[1:]))
-    assert started[:2] == [trial.user_attrs["ray_trial_id"] for trial in first]  # one trial at a time
-    assert "warm start (earlier): 1 config(s) from 1 earlier search(es) queued after 1 recipe(s)" in \
+    assert started[:3] == [trial.user_attrs["ray_trial_id"] for trial in first]  # one trial at a time
+    assert "warm start (earlier): 1 config(s) from 1 earlier search(es) queued after 2 starting config(s)" in \
         capsys.readouterr().out
     assert json.loads(outcome.paths.fingerprint.read_text())["classes"] == ["background", "plant", "stem", "rare"]
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
