@@ -174,12 +174,11 @@ def starting_points(cfg: SearchConfig, space) -> tuple[list[dict], list[str]]:
         return recipes[:cfg.num_samples], []
     mapped, refusals = default_start(space)
     others = [recipe for recipe in recipes if map_into_space(recipe, space).params != mapped.params]
+    points = [mapped.params, *others][:cfg.num_samples]
     if len(others) < len(recipes):
-        return [mapped.params, *others][:cfg.num_samples], [
-            "start_from_default: segtune's default model is a recipe of this preset, queued once, first"]
+        return points, ["start_from_default: segtune's default model is a recipe of this preset, queued once, first"]
     notes = [f"not in this space: {', '.join(mapped.dropped)}" if mapped.dropped else "",
              _clipped_text(mapped.clipped), *(f"left to the sampler: {refusal}" for refusal in refusals)]
-    points = [mapped.params, *recipes][:cfg.num_samples]
     head = (f"start_from_default: segtune's default model queued first, before {len(points) - 1} recipe(s): "
             + ", ".join(f"{k}={mapped.params[k]!r}" for k in DEFAULT_MODEL if k in mapped.params))
     return points, [head, *(f"  {note}" for note in notes if note)]
