@@ -18,9 +18,11 @@ from segtune.names import DEFAULT_TRACKING_URI
 from segtune.paths import is_remote
 from segtune.tiling import TILE_MULTIPLE
 from segtune.weights import CACHE_FOLDER, is_weights_name
-from spaces import SPACES
+from spaces import SPACES, longest_warmup
 
 
+DEFAULT_GRACE_PERIOD = 2
+"""ASHA's first rung where the space has no cross-entropy warm-up: earlier ranks close to chance (README)."""
 SAMPLERS = ("tpe", "random", "gp")
 """Optuna samplers a search may use (search/searcher.py builds them)."""
 SCHEDULERS = ("asha", "hyperband", "fifo")
@@ -85,8 +87,8 @@ class SearchConfig:
     """hyperband: brackets, bracket k's first rung at grace_period * reduction_factor**k epochs."""
     max_epochs: int = 10
     """Epochs a trial may run (ASHA's max_t)."""
-    grace_period: int = 2
-    """Epochs every trial runs before ASHA (or hyperband) may stop it."""
+    grace_period: int | None = None
+    """Epochs every trial runs before ASHA (or hyperband) may stop it; null: 2, or one past the space's longest cross-entropy warm-up (3 for terrain and generic), at most max_epochs."""
     reduction_factor: int = 2
     """ASHA (or hyperband) keeps 1/reduction_factor of trials at each rung."""
     progressive_resolution: bool = False
@@ -162,6 +164,8 @@ class SearchConfig:
         need(self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch",
              "must be >= 1, or null for one pass over the training split")
         need(self.time_budget_s is None or self.time_budget_s > 0, "time_budget_s", "must be > 0 seconds, or null for no limit")
+        if self.grace_period is None:
+            object.__setattr__(self, "grace_period", default_grace_period(self.space, self.space_overrides, self.max_epochs))
         need(1 <= self.grace_period <= self.max_epochs, "grace_period", "must be between 1 and max_epochs")
         need(self.reduction_factor >= 2, "reduction_factor", "must be >= 2")
         need(0 < self.progressive_scale < 1, "progressive_scale", f"{self.progressive_scale} must be in (0, 1)")
@@ -242,6 +246,16 @@ class SearchConfig:
 
     def to_dict(self) -> dict:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def default_grace_period(space: str, overrides: dict | None, max_epochs: int) -> int:
+    """grace_period left null: DEFAULT_GRACE_PERIOD, or one epoch past the space's longest cross-entropy warm-up
+    so ASHA judges trials on their switched loss (validate_space refuses less), at most max_epochs."""
+    try:
+        warmup = longest_warmup(space, overrides)
+    except (ValueError, TypeError, KeyError):  # a malformed warmup_epochs override: the space check names it
+        warmup = 0
+    return min(max_epochs, max(DEFAULT_GRACE_PERIOD, warmup + 1))
 
 
 def _check_scale_override(rule, need) -> None:

@@ -9,7 +9,7 @@ from typing import Callable
 
 from spaces.default import default_space, smoke_space
 from spaces.overrides import allows, apply_overrides, field_name
-from spaces.presets import DEFAULT_MODEL, RECIPES, crop_weed_space, generic_space, terrain_space
+from spaces.presets import DEFAULT_MODEL, RECIPES, WARMUP_EPOCHS, crop_weed_space, generic_space, terrain_space
 
 SPACES: dict[str, Callable] = {"default": default_space, "smoke": smoke_space, "crop_weed": crop_weed_space,
                                "terrain": terrain_space, "generic": generic_space}
@@ -28,4 +28,14 @@ def get_recipes(name: str, overrides: dict | None = None) -> list[dict]:
             for recipe in RECIPES.get(name, [])]
 
 
-__all__ = ["DEFAULT_MODEL", "SPACES", "field_name", "get_recipes", "get_space"]
+
+def longest_warmup(name: str, overrides: dict | None = None) -> int:
+    """The most epochs of cross-entropy warm-up a trial of the space may get, after the overrides (a list of
+    choices, a {low, high} range or one value of `warmup_epochs`); 0 for a space without the warm-up."""
+    rule = (overrides or {}).get("warmup_epochs", WARMUP_EPOCHS.get(name, (0,)))
+    if isinstance(rule, dict):
+        return int(rule["high"])
+    return max(int(v) for v in (rule if isinstance(rule, (list, tuple)) else [rule]))
+
+
+__all__ = ["DEFAULT_MODEL", "SPACES", "field_name", "get_recipes", "get_space", "longest_warmup"]

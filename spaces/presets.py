@@ -14,6 +14,8 @@ from spaces.parts import (ARCHITECTURES, ENCODER_FAMILIES, LIGHT_ENCODERS, sugge
                           suggest_loss, suggest_model, suggest_optimisation)
 
 ALL_ENCODERS = tuple(e for family in ENCODER_FAMILIES.values() for e in family)
+LOSS_WARMUP_EPOCHS = (0, 1, 2)
+"""Epochs of cross-entropy before the searched loss, in the spaces that search a warm-up (terrain, generic)."""
 
 
 def crop_weed_space(trial) -> dict:
@@ -31,7 +33,7 @@ def terrain_space(trial) -> dict:
     fixed = suggest_model(trial, ("Unet", "UnetPlusPlus", "FPN", "Segformer"), LIGHT_ENCODERS + ("vgg11_bn",),
                           depths=(3, 5))
     suggest_loss(trial, ("cross_entropy", "weighted_cross_entropy", "focal", "dice", "tversky", "focal_tversky"),
-                 warmup_epochs=(0, 1, 2))
+                 warmup_epochs=LOSS_WARMUP_EPOCHS)
     suggest_imbalance(trial)
     suggest_optimisation(trial, lr=(1e-4, 1e-2), batch_sizes=(8, 16, 32), optimizers=("adamw", "adam", "nadam"))
     suggest_augmentation(trial, cutmix=True)
@@ -40,12 +42,15 @@ def terrain_space(trial) -> dict:
 
 def generic_space(trial) -> dict:
     fixed = suggest_model(trial, ARCHITECTURES, ALL_ENCODERS, depths=(3, 5))
-    suggest_loss(trial, LOSS_NAMES, warmup_epochs=(0, 1, 2))
+    suggest_loss(trial, LOSS_NAMES, warmup_epochs=LOSS_WARMUP_EPOCHS)
     suggest_imbalance(trial)
     suggest_optimisation(trial)
     suggest_augmentation(trial)
     return fixed
 
+
+WARMUP_EPOCHS = {"terrain": LOSS_WARMUP_EPOCHS, "generic": LOSS_WARMUP_EPOCHS}
+"""Each space's warm-up choices (none where absent), read by the search's default grace_period."""
 
 RECIPES = {
     # The crop/weed report's final model: Unet, 5-stage decoder, ImageNet-family encoder, per-image class

@@ -33,6 +33,20 @@ def test_every_shipped_config_loads_and_its_space_passes_the_drivers_checks(path
     validate_space(get_space(cfg.space, cfg.space_overrides), cfg.space_overrides, fixed, cfg.grace_period)
 
 
+@pytest.mark.parametrize("space, overrides, max_epochs, grace", [
+    ("default", None, 10, 2), ("crop_weed", None, 10, 2),
+    ("terrain", None, 10, 3), ("generic", None, 10, 3),         # up to 2 epochs of cross-entropy warm-up: judged after
+    ("terrain", {"warmup_epochs": [0, 1]}, 10, 2),              # the overrides' longest warm-up, 1
+    ("terrain", {"warmup_epochs": 0}, 10, 2),                   # no warm-up: the plain default
+    ("terrain", None, 2, 2),                                    # never past max_epochs (the space check refuses it)
+])
+def test_grace_period_left_null_waits_for_the_spaces_loss_warmup(space, overrides, max_epochs, grace):
+    cfg = SearchConfig(space=space, space_overrides=overrides, max_epochs=max_epochs)
+    assert cfg.grace_period == grace
+    assert SearchConfig(space=space, space_overrides=overrides, grace_period=1).grace_period == 1   # given: kept
+    assert load_config(None, {"space": space}).grace_period == SearchConfig(space=space).grace_period
+
+
 def test_relative_data_and_exclude_paths_are_made_absolute_so_the_saved_config_reads_them_anywhere(tmp_path,
                                                                                                    monkeypatch):
     from search.config import save_config

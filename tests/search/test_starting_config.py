@@ -9,11 +9,14 @@ import pytest
 import fakes
 from fakes import CLASSES, COLOUR_MAP, IGNORE
 from search.config import load_config
+from search.fixed import fixed_trial_params
 from search.run import main as search_main
 from search.starting_config import _resize
 from segtune.cli import main as segtune_main
 from segtune.data import exclude_images, load_dataset, read_exclusions
 from segtune.inspect import inspect_dataset
+from spaces import get_space
+from spaces.overrides import validate_space
 
 
 def init(capsys, *argv) -> tuple[int, str]:
@@ -80,6 +83,10 @@ def test_large_grayscale_index_folder_with_dominant_background(tmp_path, capsys)
     assert cfg.crop == (32, 256)          # within 32 x 544, at most 256
     assert cfg.exclude_from_mean == ("background",)
     assert cfg.space == "terrain"         # grayscale
+    assert cfg.grace_period == 3          # ASHA judges trials after the space's loss warm-up: the search takes it
+    data = load_dataset(cfg.data, ignore_index=cfg.ignore_index)
+    fixed = fixed_trial_params(cfg, data, {"train": list(data.names)}).as_dict()
+    validate_space(get_space(cfg.space, cfg.space_overrides), cfg.space_overrides, fixed, cfg.grace_period)
     proposed = inspect_dataset(load_dataset(str(root)))["exclusions"]
     assert proposed and sorted(read_exclusions(cfg.exclude_file)) == sorted(proposed)
 

@@ -4,7 +4,7 @@ from search.config import load_config
 from search.fixed import fixed_trial_params
 from segtune.data import make_splits, make_synthetic
 from fakes import sample_space
-from spaces import get_recipes, get_space
+from spaces import get_recipes, get_space, longest_warmup
 from spaces.overrides import validate_space
 
 
@@ -54,6 +54,19 @@ def test_grace_period_must_come_after_the_loss_switch(fixed):
     with pytest.raises(ValueError, match="grace_period"):
         validate_space(get_space("terrain"), None, fixed, grace_period=2)
     validate_space(get_space("terrain"), None, fixed, grace_period=3)
+
+
+@pytest.mark.parametrize("name", ["default", "smoke", pytest.param("crop_weed", marks=pytest.mark.slow), "terrain",
+                                  pytest.param("generic", marks=pytest.mark.slow)])
+def test_each_spaces_declared_warmup_is_the_longest_it_samples(fixed, name):
+    """longest_warmup (what a null grace_period waits for) read from the presets' declarations, checked against the
+    space as validate_space samples it: judged one epoch after it passes, at it refused."""
+    warmup = longest_warmup(name)
+    assert warmup == {"terrain": 2, "generic": 2}.get(name, 0)
+    validate_space(get_space(name), None, fixed, grace_period=warmup + 1)
+    if warmup:
+        with pytest.raises(ValueError, match=f"up to {warmup} epoch"):
+            validate_space(get_space(name), None, fixed, grace_period=warmup)
 
 
 def test_a_dataset_no_trial_can_take_is_not_blamed_on_space_overrides(fixed):
