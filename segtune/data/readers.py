@@ -91,9 +91,16 @@ def dataset_folder(root: Path, name: str) -> Path:
     return found[0] if found else root / name
 
 
+def _other_folders(root: Path, missing: Path) -> str:
+    """What a missing images/ or masks/ may be called here instead (labels/, annotations/ ...), to rename."""
+    others = sorted(p.name + "/" for p in root.iterdir() if p.is_dir() and p.name.lower() not in ("images", "masks",
+                                                                                                   "splits"))
+    return f"; {root} holds {', '.join(others[:6])}: rename (or link) the one meant to {missing.name}/" if others else ""
+
+
 def _read_folder(root, classes, colour_map, ignore_index, resize) -> SegmentationData:
     image_dir, mask_dir = dataset_folder(root, "images"), dataset_folder(root, "masks")
-    problems = [(str(d), "folder missing") for d in (image_dir, mask_dir) if not d.is_dir()]
+    problems = [(str(d), "folder missing" + _other_folders(root, d)) for d in (image_dir, mask_dir) if not d.is_dir()]
     if problems:
         raise DataError(str(root), problems)
     image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)

@@ -449,7 +449,12 @@ def test_missing_masks_folder(tmp_path):
     (root / "masks").rmdir()
     with pytest.raises(DataError) as info:
         load_dataset(str(root))
-    assert [w for w, _ in info.value.problems] == [str(root / "masks")]
+    assert info.value.problems == [(str(root / "masks"), "folder missing")]
+    (root / "Labels").mkdir()      # the masks under another name: the message says which folders there are
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert info.value.problems == [(str(root / "masks"), f"folder missing; {root} holds Labels/: rename (or link) "
+                                                         "the one meant to masks/")]
 
 
 def test_nonexistent_path(tmp_path):
