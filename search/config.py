@@ -37,7 +37,7 @@ class SearchConfig:
     classes: tuple[str, ...] | None = None
     """Class names in index order, when the data has no classes.json (colour folders, NPZ)."""
     colour_map: dict[str, int] | None = None
-    """For RGB colour masks: 'R,G,B' -> class index; several colours may map to one class."""
+    """For RGB colour masks: 'R,G,B' -> class index; several colours may map to one class. Single-channel masks: grey values 'V' (e.g. '255': 1 for 0/255 binary masks)."""
     ignore_index: int | None = 255
     """Mask value that is not scored (classes.json overrides it); null if every pixel is labelled."""
     resize: tuple[int, int] | None = None

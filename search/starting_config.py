@@ -168,7 +168,7 @@ def _classes_entry(data, colour_map, colours, path: str) -> tuple:
 def _colour_map_lines(data, colour_map: dict[str, int], colours) -> list[str]:
     """The colour_map block; each colour's share and masks when they were counted (no map given)."""
     counted = {c.key: c for c in colours or ()}
-    lines = ["colour_map:   # mask colour 'R,G,B' -> class index; give colours of one class the same index"]
+    lines = ["colour_map:   # mask colour 'R,G,B' (or grey value) -> class index; give colours of one class the same index"]
     for key, index in colour_map.items():
         name = data.classes[index] if 0 <= index < data.num_classes else "ignore index: not scored"
         found = counted.get(key)

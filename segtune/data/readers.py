@@ -60,10 +60,11 @@ def _parse_colour_map(colour_map: dict[str, int], root: Path) -> dict[tuple[int,
     for key, value in colour_map.items():
         try:
             rgb = tuple(int(v) for v in str(key).replace(" ", "").split(","))
+            rgb = rgb * 3 if len(rgb) == 1 else rgb  # 'V': a grey value, for single-channel masks
             if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
                 raise ValueError
         except ValueError:
-            problems.append(("colour_map", f"key {key!r} is not 'R,G,B' with values 0-255"))
+            problems.append(("colour_map", f"key {key!r} is not 'R,G,B' (or one grey value 'V') with values 0-255"))
             continue
         if isinstance(value, bool) or not isinstance(value, int):
             problems.append(("colour_map", f"{key!r} maps to {value!r}, not a class index"))
@@ -121,6 +122,7 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
     _check_channels(images, ids, image_files, problems)
     if problems:
         raise DataError(str(root), problems)
+    _refuse_one_class(masks, names, ignore_index, root, str(mask_dir))
     return SegmentationData(images, masks, ids, names, ignore_index, palette,
                             _read_splits(root, set(ids)), str(root))
 
@@ -192,8 +194,11 @@ def _read_mask(path: Path, colour_map) -> np.ndarray:
 
 
 def _colours_to_indices(mask, colour_map, mask_path, problems):
-    if mask.ndim != 3:
-        problems.append((str(mask_path), "is single-channel but colour_map expects RGB colour masks"))
+    if mask.ndim == 2 and all(r == g == b for r, g, b in colour_map):  # grey values 'V' on single-channel masks
+        mask = np.repeat(mask[..., None], 3, axis=2)
+    elif mask.ndim != 3:
+        problems.append((str(mask_path), "is single-channel but colour_map has colours that are not grey; map its "
+                                         "values as grey keys ('0': 0, '255': 1)"))
         return None
     packed = (mask[..., 0].astype(np.int64) << 16) | (mask[..., 1].astype(np.int64) << 8) | mask[..., 2]
     lookup = {(r << 16) | (g << 8) | b: c for (r, g, b), c in colour_map.items()}
@@ -213,9 +218,33 @@ def _check_indices(mask, num_classes, ignore_index, where, problems) -> bool:
     bad = [int(v) for v in values if (v < 0 or v >= num_classes) and v != ignore_index]
     if bad:
         problems.append((str(where), f"class index {bad[:5]} out of range 0..{num_classes - 1}"
-                         + (f" (ignore index {ignore_index})" if ignore_index is not None else "")))
+                         + (f" (ignore index {ignore_index})" if ignore_index is not None else "")
+                         + (f"; binary masks saved as 0/255? {BINARY_ADVICE}" if bad == [255] and num_classes == 2 else "")))
         return False
     return True
+
+
+BINARY_ADVICE = ("read 255 as class 1 with colour_map {\"0\": 0, \"255\": 1} (flag: --colour-map \"0=0;255=1\"), "
+                 "or save the masks with values 0 and 1")
+
+
+def _refuse_one_class(masks, names, ignore_index, root, mask_dir: str) -> None:
+    """Every labelled pixel of the dataset in one class: nothing to segment. Masks saved as 0/255 with 255 the
+    ignore index look like this (the objects are all left out), and get the fix named."""
+    counts = sum(np.bincount(m.ravel(), minlength=256) for m in masks)
+    labelled = [c for c in range(len(names)) if counts[c]]
+    if len(labelled) != 1:
+        return
+    only = labelled[0]
+    why = f"every labelled pixel is class {only} ({names[only]!r}): the masks hold no other class"
+    if ignore_index is not None and counts[ignore_index]:
+        share = counts[ignore_index] / counts.sum()
+        why += (f", and {share:.1%} of pixels hold {ignore_index}, the ignore_index, left out of training and scoring"
+                + (f"; binary masks saved as 0/{ignore_index}? {BINARY_ADVICE}" if ignore_index == 255 else
+                   "; map those pixels to a class, or set ignore_index to a value the masks do not use"))
+    else:
+        why += "; check the masks, and that the classes are listed in index order"
+    raise DataError(str(root), [(mask_dir, why)])
 
 
 def _check_channels(images, ids, files, problems):
@@ -289,4 +318,5 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
             images.append(image), out_masks.append(mask), ids.append(f"{i:05d}")
     if problems:
         raise DataError(str(path), problems)
+    _refuse_one_class(out_masks, names, ignore_index, path, f"{path}[{pairs[0]}][:, 1]")
     return SegmentationData(images, out_masks, ids, names, ignore_index, default_palette(len(names)), {}, str(path))

@@ -680,3 +680,53 @@ def test_bad_colour_map_is_a_data_error_naming_the_option(tmp_path, colour_map, 
         load_dataset(str(root), classes=CLASSES, colour_map=colour_map)
     [(where, why)] = info.value.problems
     assert where == "colour_map" and expected in why
+
+
+# --------------------------------------------------------------------------- one class, 0/255 binary masks
+def _binary_folder(root, n=4):
+    """Grey images and masks saved as 0/255 (the common binary export), a 4 x 6 object of 255 in each."""
+    for i in range(n):
+        mask = np.zeros((16, 24), np.uint8)
+        mask[4:8, i:i + 6] = 255
+        fakes.write_png(root / "images" / f"{fakes.image_id(i)}.png", (mask // 2 + 20).astype(np.uint8))
+        fakes.write_png(root / "masks" / f"{fakes.image_id(i)}.png", mask)
+    return root
+
+
+def test_binary_masks_saved_as_0_255_are_refused_naming_the_fix_not_read_as_all_background(tmp_path):
+    root = _binary_folder(tmp_path / "cells")
+    with pytest.raises(DataError) as info:      # 255 is the ignore index: every object pixel would be left out
+        load_dataset(str(root), classes=("background", "object"))
+    [(where, why)] = info.value.problems
+    assert where == str(root / "masks")
+    assert "every labelled pixel is class 0 ('background')" in why and "6.2% of pixels hold 255" in why  # 24 of 384
+    assert '--colour-map "0=0;255=1"' in why
+    with pytest.raises(DataError) as info:      # no ignore index: 255 is out of range, with the same fix
+        load_dataset(str(root), classes=("background", "object"), ignore_index=None)
+    assert all("class index [255] out of range 0..1; binary masks saved as 0/255?" in why
+               for _, why in info.value.problems) and len(info.value.problems) == 4
+
+
+def test_grey_values_map_to_classes_on_single_channel_masks(tmp_path):
+    root = _binary_folder(tmp_path / "cells")
+    data = load_dataset(str(root), classes=("background", "object"), colour_map={"0": 0, "255": 1})
+    assert [int((m == 1).sum()) for m in data.masks] == [24] * 4
+    assert all(set(np.unique(m)) == {0, 1} for m in data.masks)
+    with pytest.raises(DataError, match="colours that are not grey"):
+        load_dataset(str(root), classes=("background", "object"), colour_map={"0": 0, "255,0,0": 1})
+    with pytest.raises(DataError, match="colour\\(s\\) not in colour_map: \\(255,255,255\\)"):
+        load_dataset(str(root), classes=("background", "object"), colour_map={"0": 0})
+
+
+def test_a_dataset_of_one_labelled_class_is_refused(tmp_path):
+    root = tmp_path / "flat"
+    for i in range(3):
+        fakes.write_png(root / "images" / f"{fakes.image_id(i)}.png", np.full((16, 16), 10 * i, np.uint8))
+        fakes.write_png(root / "masks" / f"{fakes.image_id(i)}.png", np.ones((16, 16), np.uint8))
+    with pytest.raises(DataError, match="every labelled pixel is class 1 \\('b'\\).*check the masks"):
+        load_dataset(str(root), classes=("a", "b", "c"))
+    pairs = np.zeros((3, 2, 8, 8), np.uint8)
+    pairs[:, 1, :4] = 255               # half the pixels on the ignore index, the rest class 0
+    np.savez(tmp_path / "tiles.npz", pairs=pairs)
+    with pytest.raises(DataError, match="every labelled pixel is class 0 \\('a'\\).*50.0% of pixels hold 255"):
+        load_dataset(str(tmp_path / "tiles.npz"), classes=("a", "b"))
