@@ -17,6 +17,8 @@ One rule per PIL mode; the mode alone decides the channels, never an image's own
                                bits comes out dark: rescale such images yourself, all by one rule
     F, other modes             refused: save them as 8-bit grayscale or RGB PNG, one scale for all
 
+Pixels are read upright: an EXIF orientation tag (phone and camera photos) is applied, as image viewers,
+browsers, annotation tools and OpenCV show the picture, so masks drawn on what the annotator saw line up.
 A header that claims more pixels than PIL's decompression-bomb limit is refused before decoding.
 """
 
@@ -26,7 +28,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 _AS_GREY = {"1", "L", "LA", "La"}
 _AS_RGB = {"RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "LAB", "HSV"}
@@ -44,9 +46,25 @@ def open_image(path) -> Image.Image:
                              "cut it into smaller tiles") from None
 
 
+EXIF_ORIENTATION = 0x0112
+TURNED = {5, 6, 7, 8}
+"""EXIF orientations that turn a picture by 90 degrees (height and width swap)."""
+
+
+def orientation(picture: Image.Image) -> int:
+    """The picture's EXIF orientation, 1 (as stored) when it has none."""
+    return int(picture.getexif().get(EXIF_ORIENTATION) or 1)
+
+
+def upright(picture: Image.Image) -> Image.Image:
+    """The picture as viewers show it: its EXIF orientation applied (the picture itself when it has none)."""
+    return ImageOps.exif_transpose(picture) if orientation(picture) != 1 else picture
+
+
 def decode_image(path) -> np.ndarray:
-    """The picture at `path` as (H, W, C) uint8 with C = 1 or 3 (table above); ValueError says why not."""
-    with open_image(Path(path)) as picture:
+    """The picture at `path`, upright, as (H, W, C) uint8 with C = 1 or 3 (table above); ValueError says why not."""
+    with open_image(Path(path)) as stored:
+        picture = upright(stored)
         mode = picture.mode
         if mode in _PALETTE:
             palette = np.array(picture.getpalette() or [0, 0, 0]).reshape(-1, 3)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segtune.data.classes import check_classes, read_classes
-from segtune.data.decode import decode_image, open_image
+from segtune.data.decode import TURNED, decode_image, open_image, orientation, upright
 from segtune.data.errors import ColourMasksWithoutMap, DataError
 from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
 from segtune.data.resize import resize_image, resize_mask
@@ -169,7 +169,8 @@ def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, res
         return None
     image, mask = decoded
     if image.shape[:2] != mask.shape[:2]:
-        problems.append((str(mask_path), f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's {image.shape[1]}x{image.shape[0]}"))
+        problems.append((str(mask_path), f"size {mask.shape[1]}x{mask.shape[0]} differs from its image's {image.shape[1]}x"
+                                         f"{image.shape[0]}" + _turned_hint(image_path, image.shape, mask.shape)))
         return None
     if colour_map is not None:
         mask = _colours_to_indices(mask, colour_map, mask_path, problems)
@@ -184,10 +185,22 @@ def _read_pair(image_path, mask_path, num_classes, colour_map, ignore_index, res
     return _resize(image, mask.astype(np.uint8), resize)
 
 
+def _turned_hint(image_path, image_shape, mask_shape) -> str:
+    """Why a mask may be the image's size turned: the image's EXIF orientation, which reading upright applies."""
+    with open_image(image_path) as stored:
+        turn = orientation(stored)
+    if turn in TURNED and mask_shape[:2] == image_shape[1::-1]:
+        return (f" as stored: the image's EXIF orientation ({turn}) turns it by 90 degrees, and segtune reads images "
+                "upright, as viewers and annotation tools show them; turn the mask the same way, or remove the tag "
+                "from the image (exiftool -Orientation= FILE)")
+    return ""
+
+
 def _read_mask(path: Path, colour_map) -> np.ndarray:
     if path.suffix.lower() in (".jpg", ".jpeg"):
         raise ValueError(f"a mask saved as JPEG, whose compression changes labels along every edge; {LOSSLESS_ADVICE}")
-    with open_image(path) as picture:
+    with open_image(path) as stored:
+        picture = upright(stored)
         if colour_map is not None and picture.mode == "P":
             picture = picture.convert("RGB")  # palette ('P') PNGs are colour masks too
         return np.asarray(picture)

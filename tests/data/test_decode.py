@@ -105,3 +105,42 @@ def test_header_beyond_pils_warning_limit_is_refused_too(tmp_path):
     bomb = fakes.write_png_claiming(tmp_path / "big.png", 10000, 10000)
     with pytest.raises(ValueError, match="too large to decode safely: Image size \\(100000000 pixels\\)"):
         decode_image(bomb)
+
+
+def _tagged(path, pixels: np.ndarray, turn: int):
+    """pixels saved as stored, with an EXIF orientation tag (6: viewers turn it 90 degrees clockwise; 3: 180)."""
+    exif = Image.Exif()
+    exif[0x0112] = turn
+    Image.fromarray(pixels).save(path, exif=exif)
+
+
+@pytest.mark.parametrize("turn, shown", [(6, lambda a: np.rot90(a, -1)), (3, lambda a: a[::-1, ::-1]),
+                                         (1, lambda a: a)])
+def test_photos_are_read_upright_as_viewers_show_them_in_training_and_predict(tmp_path, turn, shown):
+    stored = np.arange(H * W, dtype=np.uint8).reshape(H, W)     # 8 x 12 as stored
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    _tagged(root / "images" / "a.png", stored, turn)
+    upright = shown(stored)                                     # 12 x 8 for orientation 6: what the annotator saw
+    layout = shown(fakes.class_layout((H, W)))                  # the mask drawn on the upright picture
+    fakes.write_png(root / "masks" / "a.png", np.ascontiguousarray(layout))
+    (root / "classes.json").write_text('{"names": ["background", "crop", "weed"]}')
+
+    data = load_dataset(str(root))
+    np.testing.assert_array_equal(data.images[0][..., 0], upright)
+    np.testing.assert_array_equal(data.masks[0], layout)        # image and mask still line up pixel for pixel
+    np.testing.assert_array_equal(read_image(root / "images" / "a.png", 1)[..., 0], upright)
+
+
+def test_a_mask_of_the_stored_pixels_of_a_turned_photo_names_the_exif_tag(tmp_path):
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    _tagged(root / "images" / "a.png", np.zeros((H, W), np.uint8), 6)
+    fakes.write_png(root / "masks" / "a.png", fakes.class_layout((H, W)))    # drawn on the 8 x 12 stored pixels
+    (root / "classes.json").write_text('{"names": ["background", "crop", "weed"]}')
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    [(where, why)] = info.value.problems
+    assert where == str(root / "masks" / "a.png")
+    assert why.startswith("size 12x8 differs from its image's 8x12 as stored: the image's EXIF orientation (6)")
+    assert "exiftool -Orientation= FILE" in why
