@@ -12,6 +12,7 @@ Images are decoded by segtune.data.decode (the same rules as `segtune predict`);
 from __future__ import annotations
 
 import dataclasses
+import os
 import zipfile
 from pathlib import Path
 
@@ -104,7 +105,7 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
     problems = [(str(d), "folder missing" + _other_folders(root, d)) for d in (image_dir, mask_dir) if not d.is_dir()]
     if problems:
         raise DataError(str(root), problems)
-    image_files, mask_files = _list_images(image_dir, problems), _list_images(mask_dir, problems)
+    image_files, mask_files = _pair_by_suffix(_list_images(image_dir, problems), _list_images(mask_dir, problems))
     if colour_map is None:
         _refuse_colour_masks(root, mask_dir, mask_files)
     names, ignore_index, palette = read_classes(root, classes, colour_map, ignore_index)
@@ -138,6 +139,34 @@ def _list_images(folder: Path, problems) -> dict[str, Path]:
                                         "so keep only one of the two"))
         files.setdefault(path.stem, path)
     return files
+
+
+_SEPARATORS = "_-. "
+
+
+def _pair_by_suffix(images: dict[str, Path], masks: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
+    """Image and mask files keyed by the name they share. Where plain names pair none, a suffix every mask name
+    (and perhaps every image name) carries is dropped when that pairs every mask: a_mask.png with a.jpg,
+    123_mask.png with 123_sat.jpg (the suffix starts at a separator: _ - . or space). Else the plain names."""
+    if set(images) & set(masks) or not images or not masks:
+        return images, masks
+    trimmed_images, trimmed_masks = _trimmed(images), _trimmed(masks)
+    for pair in ((images, trimmed_masks), (trimmed_images, trimmed_masks), (trimmed_images, masks)):
+        if pair[1] and set(pair[1]) <= set(pair[0]):
+            return pair
+    return images, masks
+
+
+def _trimmed(files: dict[str, Path]) -> dict[str, Path]:
+    """files keyed by their names less the suffix all of them share from a separator on; {} when there is none
+    or trimming would give two files one name."""
+    shared = os.path.commonprefix([stem[::-1] for stem in files])[::-1]
+    start = next((i for i, c in enumerate(shared) if c in _SEPARATORS), None)
+    if start is None:
+        return {}
+    cut = len(shared) - start
+    trimmed = {stem[:-cut]: path for stem, path in files.items()}
+    return trimmed if len(trimmed) == len(files) and all(trimmed) else {}
 
 
 def _refuse_colour_masks(root: Path, mask_dir: Path, mask_files: dict[str, Path]) -> None:

@@ -730,3 +730,33 @@ def test_a_dataset_of_one_labelled_class_is_refused(tmp_path):
     np.savez(tmp_path / "tiles.npz", pairs=pairs)
     with pytest.raises(DataError, match="every labelled pixel is class 0 \\('a'\\).*50.0% of pixels hold 255"):
         load_dataset(str(tmp_path / "tiles.npz"), classes=("a", "b"))
+
+
+# --------------------------------------------------------------------------- masks named with a suffix
+@pytest.mark.parametrize("image_name, mask_name, paired_as", [
+    ("{}.png", "{}_mask.png", "{}"),             # a_mask.png with a.png
+    ("{}_sat.png", "{}_mask.png", "{}"),         # DeepGlobe: 123_sat.jpg with 123_mask.png
+    ("{}.png", "{}_segmentation.png", "{}"),     # ISIC: ISIC_0000000_segmentation.png
+])
+def test_masks_named_after_their_images_plus_one_suffix_pair_up(tmp_path, image_name, mask_name, paired_as):
+    root = fakes.write_index_folder(tmp_path / "ds", n=3)
+    for i in range(3):
+        stem = fakes.image_id(i)
+        (root / "images" / f"{stem}.png").rename(root / "images" / image_name.format(stem))
+        mask = np.array(Image.open(root / "masks" / f"{stem}.png"))
+        (root / "masks" / f"{stem}.png").unlink()
+        Image.fromarray(mask).save(root / "masks" / mask_name.format(stem))
+    data = load_dataset(str(root))
+    assert data.names == [paired_as.format(fakes.image_id(i)) for i in range(3)]
+    reference = load_dataset(str(fakes.write_index_folder(tmp_path / "plain", n=3)))
+    for ours, theirs in zip(data.masks + data.images, reference.masks + reference.images):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_names_that_pair_only_in_part_are_not_trimmed_and_each_unpaired_file_is_named(tmp_path):
+    root = fakes.write_index_folder(tmp_path / "ds", n=3)
+    (root / "masks" / "img_02.png").rename(root / "masks" / "img_02_mask.png")    # two pair by name, one does not
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert sorted(where for where, _ in info.value.problems) == [str(root / "images" / "img_02.png"),
+                                                                 str(root / "masks" / "img_02_mask.png")]
