@@ -760,3 +760,16 @@ def test_names_that_pair_only_in_part_are_not_trimmed_and_each_unpaired_file_is_
         load_dataset(str(root))
     assert sorted(where for where, _ in info.value.problems) == [str(root / "images" / "img_02.png"),
                                                                  str(root / "masks" / "img_02_mask.png")]
+
+
+def test_a_grey_map_reads_masks_whose_zero_means_unlabelled(tmp_path):
+    root = tmp_path / "ade"          # ADE20K-style: 0 unlabelled, classes from 1
+    mask = np.zeros((16, 16), np.uint8)
+    mask[4:, :8], mask[4:, 8:] = 1, 2
+    for i in range(2):
+        fakes.write_png(root / "images" / f"{fakes.image_id(i)}.png", np.full((16, 16), 30 * i, np.uint8))
+        fakes.write_png(root / "masks" / f"{fakes.image_id(i)}.png", mask)
+    data = load_dataset(str(root), classes=("wall", "floor"), colour_map={"0": 255, "1": 0, "2": 1})
+    expected = np.full((16, 16), 255, np.uint8)
+    expected[4:, :8], expected[4:, 8:] = 0, 1
+    assert all((m == expected).all() for m in data.masks)
