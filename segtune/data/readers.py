@@ -293,7 +293,10 @@ def _check_channels(images, ids, files, problems):
     channels = {im.shape[2] for im in images}
     if len(channels) > 1:
         majority = max(channels, key=lambda c: sum(im.shape[2] == c for im in images))
-        problems += [(str(files[i]), f"has {im.shape[2]} channels, most images have {majority}")
+        kind = {1: "grayscale", 3: "RGB"}
+        problems += [(str(files[i]), f"is {kind[im.shape[2]]} ({im.shape[2]} channel(s)) while most images are "
+                                     f"{kind[majority]}; save it as {kind[majority]} like the rest (a model takes one "
+                                     "number of channels)")
                      for i, im in zip(ids, images) if im.shape[2] != majority]
 
 

@@ -773,3 +773,13 @@ def test_a_grey_map_reads_masks_whose_zero_means_unlabelled(tmp_path):
     expected = np.full((16, 16), 255, np.uint8)
     expected[4:, :8], expected[4:, 8:] = 0, 1
     assert all((m == expected).all() for m in data.masks)
+
+
+def test_a_grayscale_image_among_rgb_ones_is_named_with_what_to_save_it_as(tmp_path):
+    root = fakes.write_index_folder(tmp_path / "ds", n=4, channels=3)
+    grey = root / "images" / "img_01.png"
+    Image.open(grey).convert("L").save(grey)
+    with pytest.raises(DataError) as info:
+        load_dataset(str(root))
+    assert info.value.problems == [(str(grey), "is grayscale (1 channel(s)) while most images are RGB; save it as RGB "
+                                               "like the rest (a model takes one number of channels)")]
