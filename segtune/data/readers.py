@@ -28,7 +28,6 @@ from segtune.data.synthetic import make_synthetic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 """Image files readers and `segtune predict` read (any case)."""
-SPLIT_FILES = ("train", "val", "test")
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX"}
 """PIL modes of colour masks; palette ('P') masks are read as class indices unless a colour_map is set."""
 
@@ -125,7 +124,7 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
         raise DataError(str(root), problems)
     _refuse_one_class(masks, names, ignore_index, root, str(mask_dir))
     return SegmentationData(images, masks, ids, names, ignore_index, palette,
-                            _read_splits(root, set(ids)), str(root))
+                            _read_splits(root, _aliases(ids, image_files, mask_files)), str(root))
 
 
 def _list_images(folder: Path, problems) -> dict[str, Path]:
@@ -314,16 +313,35 @@ def _resize(image, mask, size):
     return resize_image(image, size), resize_mask(mask, size)
 
 
-def _read_splits(root: Path, ids: set[str]) -> dict[str, list[str]]:
+SPLIT_FILE_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
+"""The split files read from splits/ (name.txt), by split."""
+
+
+def _aliases(ids, image_files: dict[str, Path], mask_files: dict[str, Path]) -> dict[str, str]:
+    """What a split file may list for each pair -> its id: the id, or either file's name, with or without suffix."""
+    aliases = {}
+    for pair in ids:
+        for path in (image_files[pair], mask_files[pair]):
+            aliases.update({path.name: pair, path.stem: pair})
+    return {**aliases, **{pair: pair for pair in ids}}
+
+
+def _read_splits(root: Path, aliases: dict[str, str]) -> dict[str, list[str]]:
+    """splits/train.txt, val.txt (or valid.txt, validation.txt), test.txt: one id, file name or path per line."""
     splits, folder = {}, dataset_folder(root, "splits")
-    for name in SPLIT_FILES:
-        path = folder / f"{name}.txt"
-        if path.exists():
-            listed = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-            missing = [i for i in listed if i not in ids]
+    for split, names in SPLIT_FILE_NAMES.items():
+        paths = [folder / f"{name}.txt" for name in names if (folder / f"{name}.txt").exists()]
+        if len(paths) > 1:
+            raise DataError(str(root), [(str(folder), f"has {', '.join(p.name for p in paths)}: one {split} split "
+                                                      "file, please; remove the others")])
+        if paths:
+            listed = [line.strip() for line in paths[0].read_text().splitlines() if line.strip()]
+            found = [aliases.get(line, aliases.get(Path(line.replace("\\", "/")).name)) for line in listed]
+            missing = [line for line, pair in zip(listed, found) if pair is None]
             if missing:
-                raise DataError(str(root), [(str(path), f"lists {len(missing)} id(s) with no image/mask pair, e.g. {missing[:3]}")])
-            splits[name] = listed
+                raise DataError(str(root), [(str(paths[0]), f"lists {len(missing)} id(s) with no image/mask pair, "
+                                                            f"e.g. {missing[:3]}")])
+            splits[split] = list(dict.fromkeys(found))  # a pair listed twice (by id and by file name) once
     return splits
 
 
