@@ -77,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         refit = _refit_options(args)
         paths = resolve_experiment(args.experiment, args.tracking_uri or DEFAULT_TRACKING_URI)
         cfg, data, splits = load_experiment_data(paths)
+        if not refit and len(splits.get("val", [])) < 2:
+            raise ValueError(f"the search's validation split has {len(splits.get('val', []))} image(s), and choosing an "
+                             "ensemble cross-validates it on at least 2; use --refit-folds K (fits out-of-fold on "
+                             "train+val), or search again with a larger val_fraction")
         members = top_members(paths, refit.top if refit else args.top_k, cfg.max_epochs,
                               skip_similar=not args.keep_similar)
         library = library_members(paths, cfg.max_epochs) if args.select == LIBRARY and not refit else None

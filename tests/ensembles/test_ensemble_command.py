@@ -1,6 +1,7 @@
 """`segtune ensemble` on a real finished smoke search: members, protocol, report, bundle, MLflow."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,17 @@ def test_bad_options_are_refused_before_any_compute(finished_search, tmp_path):
         ensemble_main([str(tmp_path)])
     with pytest.raises(SystemExit, match="option top_k"):
         ensemble_main([str(outcome.paths.root), "--top-k", "0"])
+    one_val = tmp_path / "one_val"                  # the same search, had its validation split held one image
+    shutil.copytree(outcome.paths.root, one_val)
+    shutil.rmtree(one_val / "segtune" / "ensemble", ignore_errors=True)     # a test before may have built one
+    splits_file = one_val / "segtune" / "splits.json"
+    splits = json.loads(splits_file.read_text())
+    splits["train"] += splits["val"][1:]
+    splits["val"] = splits["val"][:1]
+    splits_file.write_text(json.dumps(splits))
+    with pytest.raises(SystemExit, match="validation split has 1 image\\(s\\).*use --refit-folds K"):
+        ensemble_main([str(one_val)])
+    assert not (one_val / "segtune" / "ensemble").exists()    # refused before any member was read
 
 
 def test_near_identical_configs_differ_by_less_than_a_quarter_in_every_number():
