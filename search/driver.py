@@ -75,6 +75,10 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     _save_inputs(cfg, paths, splits, excluded, fingerprint, warm)
     print(f"data: {len(data.names)} images, classes {list(data.classes)}; "
           f"splits train {len(splits['train'])} / val {len(splits['val'])} / test {len(splits['test'])}", flush=True)
+    if len(splits["val"]) < MIN_VAL_IMAGES:
+        print(f"note: the validation split holds {len(splits['val'])} image(s): trials are ranked on so few, and "
+              f"`segtune ensemble` needs at least 2 (or its --refit-folds); raise val_fraction, or list more images in "
+              "splits/val.txt", flush=True)
     if start_lines:
         print("\n".join(start_lines), flush=True)
     if warm:
@@ -124,6 +128,10 @@ def run_search(cfg: SearchConfig, resume: bool = False, trainable: Callable = tr
     if interrupted:
         print(_resume_hint(cfg))
     return SearchOutcome(paths, rows, parent_id, results, searcher)
+
+
+MIN_VAL_IMAGES = 3
+"""Fewer validation images than this: the search says so at its start (it still runs)."""
 
 
 def search_inputs(cfg: SearchConfig, exclusions=None):

@@ -167,7 +167,7 @@ def test_random_fifo_proposes_without_tpe_stops_no_trial_and_saves_and_logs_the_
 def test_an_epoch_budget_ends_the_search_once_its_trials_ran_that_many_epochs(local_ray, tmp_path, monkeypatch, capsys):
     from search.budget import read_epoch_log
     monkeypatch.setattr(search.report, "plot_predictions", lambda *args: None)
-    cfg = dummy_config(tmp_path, name="budget", scheduler="fifo", num_samples=50, epoch_budget=7)
+    cfg = dummy_config(tmp_path, name="budget", scheduler="fifo", num_samples=50, epoch_budget=7, val_fraction=0.05)
     outcome = search.run_search(cfg, trainable=dummy_trainable())
     log = read_epoch_log(outcome.paths.epochs)
     # 3-epoch trials one at a time: trials 1 and 2 run 3 epochs each, the third is stopped after its first
@@ -177,7 +177,9 @@ def test_an_epoch_budget_ends_the_search_once_its_trials_ran_that_many_epochs(lo
     assert [r.outcome for r in outcome.leaderboard].count("completed") == 2
     import mlflow
     assert mlflow.MlflowClient(cfg.tracking_uri).get_run(outcome.parent_run_id).info.status == "FINISHED"
-    assert "search interrupted" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "search interrupted" not in out
+    assert "note: the validation split holds 2 image(s)" in out     # 5 % of 48 synthetic images: said at the start
 
 
 def test_gp_with_hyperband_runs_a_search_and_gp_proposes_after_its_startup_trials(local_ray, tmp_path, monkeypatch):
