@@ -345,6 +345,20 @@ def _read_splits(root: Path, aliases: dict[str, str]) -> dict[str, list[str]]:
     return splits
 
 
+NPZ_IMAGES, NPZ_MASKS = ("images", "image", "imgs", "x"), ("masks", "mask", "labels", "label", "y")
+"""Names (any case) of the two (N, H, W) arrays an NPZ may hold instead of one (N, 2, H, W) array."""
+
+
+def _images_and_masks(arrays: dict) -> tuple[np.ndarray, str] | None:
+    """The (N, 2, H, W) stack of an NPZ's images and masks arrays, with where its masks are; None without them."""
+    image_key = next((k for k in arrays if k.lower() in NPZ_IMAGES), None)
+    mask_key = next((k for k in arrays if k.lower() in NPZ_MASKS), None)
+    if image_key is None or mask_key is None or arrays[image_key].ndim != 3 \
+            or arrays[image_key].shape != arrays[mask_key].shape:
+        return None
+    return np.stack([arrays[image_key], arrays[mask_key]], axis=1), mask_key
+
+
 def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
     try:
         archive = np.load(path)
@@ -356,18 +370,20 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
         raise DataError(str(path), [(str(path), f"unreadable npz: {error}; save the pairs with "
                                                 "numpy.savez(path, pairs=array)")]) from None
     pairs = [k for k, a in arrays.items() if a.ndim == 4 and a.shape[1] == 2]
-    if len(pairs) != 1:
+    apart = _images_and_masks(arrays) if not pairs else None
+    if len(pairs) != 1 and apart is None:
         shapes = ", ".join(f"{k}{a.shape}" for k, a in arrays.items()) or "no arrays"
-        raise DataError(str(path), [(str(path), f"needs exactly one (N, 2, H, W) image/mask array, found {shapes}; "
-                                                "save only the one to train on: numpy.savez(path, pairs=array)")])
-    stack = arrays[pairs[0]]
+        raise DataError(str(path), [(str(path), f"needs exactly one (N, 2, H, W) image/mask array, or (N, H, W) arrays "
+                                                f"named images and masks, found {shapes}; save only the one to train on: "
+                                                "numpy.savez(path, pairs=array)")])
+    stack, masks_at = (arrays[pairs[0]], f"{path}[{pairs[0]}][:, 1]") if pairs else (apart[0], f"{path}[{apart[1]}]")
     raw_masks = stack[:, 1]
     if not np.allclose(raw_masks, np.round(raw_masks)):
-        raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "mask channel holds non-integer values")])
+        raise DataError(str(path), [(masks_at, "mask channel holds non-integer values")])
     masks = raw_masks.round().astype(np.int64)
     labelled = masks[masks != (ignore_index if ignore_index is not None else -1)]
     if labelled.size == 0:
-        raise DataError(str(path), [(f"{path}[{pairs[0]}][:, 1]", "every mask pixel is the ignore index; nothing to learn")])
+        raise DataError(str(path), [(masks_at, "every mask pixel is the ignore index; nothing to learn")])
     names = tuple(classes) if classes else tuple(f"class_{i}" for i in range(int(labelled.max()) + 1))
     check_classes(names, "option classes" if classes else f"option classes (unset: mask values give {list(names)})",
                    ignore_index, "option ignore_index", str(path))
@@ -381,5 +397,5 @@ def _read_npz(path, classes, ignore_index, resize) -> SegmentationData:
             images.append(image), out_masks.append(mask), ids.append(f"{i:05d}")
     if problems:
         raise DataError(str(path), problems)
-    _refuse_one_class(out_masks, names, ignore_index, path, f"{path}[{pairs[0]}][:, 1]")
+    _refuse_one_class(out_masks, names, ignore_index, path, masks_at)
     return SegmentationData(images, out_masks, ids, names, ignore_index, default_palette(len(names)), {}, str(path))

@@ -265,6 +265,21 @@ def test_npz_reads_grayscale_pairs(tmp_path):
     assert data.images[4][8, 15, 0] == 90     # 10*4 + 50*1
 
 
+@pytest.mark.parametrize("image_key, mask_key", [("images", "masks"), ("X", "y"), ("image", "labels")])
+def test_npz_of_separate_images_and_masks_arrays_reads_as_the_pairs_would(tmp_path, image_key, mask_key):
+    stack = fakes.npz_stack(n=4, size=(16, 32))
+    np.savez(tmp_path / "apart.npz", **{image_key: stack[:, 0], mask_key: stack[:, 1]})
+    apart, paired = load_dataset(str(tmp_path / "apart.npz")), load_dataset(str(fakes.write_npz(tmp_path / "p.npz", n=4,
+                                                                                              size=(16, 32))))
+    assert apart.names == paired.names and apart.classes == paired.classes
+    for ours, theirs in zip(apart.images + apart.masks, paired.images + paired.masks):
+        np.testing.assert_array_equal(ours, theirs)
+    np.savez(tmp_path / "odd.npz", images=stack[:, 0], masks=stack[:2, 1])      # 4 images, 2 masks: refused
+    with pytest.raises(DataError, match="or \\(N, H, W\\) arrays named images and masks, found images\\(4, 16, 32\\), "
+                                        "masks\\(2, 16, 32\\)"):
+        load_dataset(str(tmp_path / "odd.npz"))
+
+
 def test_npz_uses_configured_class_names(tmp_path):
     path = fakes.write_npz(tmp_path / "pairs.npz", n=2)
     data = load_dataset(str(path), classes=("bg", "cell", "membrane", "other"))
