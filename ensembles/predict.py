@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from ensembles.bundle import MODEL_FILES, BundleError, load_bundle
 from segtune.data.decode import decode_image
-from segtune.data.readers import IMAGE_SUFFIXES
+from segtune.data.layout import IMAGE_SUFFIXES
 from segtune.tiling import TILE_MULTIPLE, blend_window, overlap_pixels, tile_starts
 
 TILE_ABOVE = 4.0

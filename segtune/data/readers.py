@@ -3,16 +3,16 @@
 - index folder: images/, masks/ (single-channel class indices), classes.json, optional splits/*.txt
 - colour folder: images/, masks/ (RGB colour masks) and a colour -> class map from the config
   (without one: a single ColourMasksWithoutMap pointing at `segtune inspect`, which lists the colours)
-- NPZ: one (N, 2, H, W) array of image/mask pairs (grayscale)
+- NPZ: one (N, 2, H, W) array of image/mask pairs (grayscale), or (N, H, W) arrays named images and masks
 
-The folders images/, masks/ and splits/ are found whatever their case (Images/, MASKS/): dataset_folder.
+Which files make a folder dataset (folders in any case, images and masks paired by name, split files):
+segtune.data.layout.
 Images are decoded by segtune.data.decode (the same rules as `segtune predict`); masks must be lossless.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import zipfile
 from pathlib import Path
 
@@ -21,13 +21,12 @@ import numpy as np
 from segtune.data.classes import check_classes, read_classes
 from segtune.data.decode import TURNED, decode_image, open_image, orientation, upright
 from segtune.data.errors import ColourMasksWithoutMap, DataError
+from segtune.data.layout import aliases, dataset_folder, list_images, other_folders, pair_by_suffix, read_splits
 from segtune.data.lossy import LOSSLESS_ADVICE, colour_mask_lossiness, index_mask_lossiness
 from segtune.data.resize import resize_image, resize_mask
 from segtune.data.segmentation_data import SegmentationData, default_palette
 from segtune.data.synthetic import make_synthetic
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
-"""Image files readers and `segtune predict` read (any case)."""
 _COLOUR_MODES = {"RGB", "RGBA", "RGBX"}
 """PIL modes of colour masks; palette ('P') masks are read as class indices unless a colour_map is set."""
 
@@ -83,28 +82,12 @@ def _check_colour_map(colour_map, num_classes, ignore_index, root) -> None:
                                                    f"(ignore index {ignore_index}): {bad[:5]}; use indices of the classes")])
 
 
-def dataset_folder(root: Path, name: str) -> Path:
-    """root/<name> whatever the case of its name (images/, Images/, IMAGES/); root/name when there is none."""
-    found = sorted(p for p in root.iterdir() if p.name.lower() == name and p.is_dir())
-    if len(found) > 1:
-        raise DataError(str(root), [(str(root), f"has {len(found)} folders named {name}/ "
-                                                f"({', '.join(p.name + '/' for p in found)}); keep only one")])
-    return found[0] if found else root / name
-
-
-def _other_folders(root: Path, missing: Path) -> str:
-    """What a missing images/ or masks/ may be called here instead (labels/, annotations/ ...), to rename."""
-    others = sorted(p.name + "/" for p in root.iterdir() if p.is_dir() and p.name.lower() not in ("images", "masks",
-                                                                                                   "splits"))
-    return f"; {root} holds {', '.join(others[:6])}: rename (or link) the one meant to {missing.name}/" if others else ""
-
-
 def _read_folder(root, classes, colour_map, ignore_index, resize) -> SegmentationData:
     image_dir, mask_dir = dataset_folder(root, "images"), dataset_folder(root, "masks")
-    problems = [(str(d), "folder missing" + _other_folders(root, d)) for d in (image_dir, mask_dir) if not d.is_dir()]
+    problems = [(str(d), "folder missing" + other_folders(root, d)) for d in (image_dir, mask_dir) if not d.is_dir()]
     if problems:
         raise DataError(str(root), problems)
-    image_files, mask_files = _pair_by_suffix(_list_images(image_dir, problems), _list_images(mask_dir, problems))
+    image_files, mask_files = pair_by_suffix(list_images(image_dir, problems), list_images(mask_dir, problems))
     if colour_map is None:
         _refuse_colour_masks(root, mask_dir, mask_files)
     names, ignore_index, palette = read_classes(root, classes, colour_map, ignore_index)
@@ -124,48 +107,7 @@ def _read_folder(root, classes, colour_map, ignore_index, resize) -> Segmentatio
         raise DataError(str(root), problems)
     _refuse_one_class(masks, names, ignore_index, root, str(mask_dir))
     return SegmentationData(images, masks, ids, names, ignore_index, palette,
-                            _read_splits(root, _aliases(ids, image_files, mask_files)), str(root))
-
-
-def _list_images(folder: Path, problems) -> dict[str, Path]:
-    """Stem -> file; two files with one stem (a.png, a.jpg) are a problem, as either could be meant."""
-    files = {}
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if path.stem in files:
-            problems.append((str(path), f"has the same name as {files[path.stem].name}; files pair up by name, "
-                                        "so keep only one of the two"))
-        files.setdefault(path.stem, path)
-    return files
-
-
-_SEPARATORS = "_-. "
-
-
-def _pair_by_suffix(images: dict[str, Path], masks: dict[str, Path]) -> tuple[dict[str, Path], dict[str, Path]]:
-    """Image and mask files keyed by the name they share. Where plain names pair none, a suffix every mask name
-    (and perhaps every image name) carries is dropped when that pairs every mask: a_mask.png with a.jpg,
-    123_mask.png with 123_sat.jpg (the suffix starts at a separator: _ - . or space). Else the plain names."""
-    if set(images) & set(masks) or not images or not masks:
-        return images, masks
-    trimmed_images, trimmed_masks = _trimmed(images), _trimmed(masks)
-    for pair in ((images, trimmed_masks), (trimmed_images, trimmed_masks), (trimmed_images, masks)):
-        if pair[1] and set(pair[1]) <= set(pair[0]):
-            return pair
-    return images, masks
-
-
-def _trimmed(files: dict[str, Path]) -> dict[str, Path]:
-    """files keyed by their names less the suffix all of them share from a separator on; {} when there is none
-    or trimming would give two files one name."""
-    shared = os.path.commonprefix([stem[::-1] for stem in files])[::-1]
-    start = next((i for i, c in enumerate(shared) if c in _SEPARATORS), None)
-    if start is None:
-        return {}
-    cut = len(shared) - start
-    trimmed = {stem[:-cut]: path for stem, path in files.items()}
-    return trimmed if len(trimmed) == len(files) and all(trimmed) else {}
+                            read_splits(root, aliases(ids, image_files, mask_files)), str(root))
 
 
 def _refuse_colour_masks(root: Path, mask_dir: Path, mask_files: dict[str, Path]) -> None:
@@ -311,38 +253,6 @@ def _resize(image, mask, size):
     if size is None:
         return image, mask
     return resize_image(image, size), resize_mask(mask, size)
-
-
-SPLIT_FILE_NAMES = {"train": ("train",), "val": ("val", "valid", "validation"), "test": ("test",)}
-"""The split files read from splits/ (name.txt), by split."""
-
-
-def _aliases(ids, image_files: dict[str, Path], mask_files: dict[str, Path]) -> dict[str, str]:
-    """What a split file may list for each pair -> its id: the id, or either file's name, with or without suffix."""
-    aliases = {}
-    for pair in ids:
-        for path in (image_files[pair], mask_files[pair]):
-            aliases.update({path.name: pair, path.stem: pair})
-    return {**aliases, **{pair: pair for pair in ids}}
-
-
-def _read_splits(root: Path, aliases: dict[str, str]) -> dict[str, list[str]]:
-    """splits/train.txt, val.txt (or valid.txt, validation.txt), test.txt: one id, file name or path per line."""
-    splits, folder = {}, dataset_folder(root, "splits")
-    for split, names in SPLIT_FILE_NAMES.items():
-        paths = [folder / f"{name}.txt" for name in names if (folder / f"{name}.txt").exists()]
-        if len(paths) > 1:
-            raise DataError(str(root), [(str(folder), f"has {', '.join(p.name for p in paths)}: one {split} split "
-                                                      "file, please; remove the others")])
-        if paths:
-            listed = [line.strip() for line in paths[0].read_text().splitlines() if line.strip()]
-            found = [aliases.get(line, aliases.get(Path(line.replace("\\", "/")).name)) for line in listed]
-            missing = [line for line, pair in zip(listed, found) if pair is None]
-            if missing:
-                raise DataError(str(root), [(str(paths[0]), f"lists {len(missing)} id(s) with no image/mask pair, "
-                                                            f"e.g. {missing[:3]}")])
-            splits[split] = list(dict.fromkeys(found))  # a pair listed twice (by id and by file name) once
-    return splits
 
 
 NPZ_IMAGES, NPZ_MASKS = ("images", "image", "imgs", "x"), ("masks", "mask", "labels", "label", "y")
