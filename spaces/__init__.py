@@ -28,7 +28,6 @@ def get_recipes(name: str, overrides: dict | None = None) -> list[dict]:
             for recipe in RECIPES.get(name, [])]
 
 
-
 def longest_warmup(name: str, overrides: dict | None = None) -> int:
     """The most epochs of cross-entropy warm-up a trial of the space may get, after the overrides (a list of
     choices, a {low, high} range or one value of `warmup_epochs`); 0 for a space without the warm-up."""
